@@ -1,0 +1,39 @@
+# `make test` sets up everything on a fresh machine, then runs the suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test test-slow lint demo bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# Reinstall only when the package metadata changes. torch is pinned here (a CPU wheel lies on
+# this machine's disk); pyproject keeps an open range for users.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests scripts examples
+
+bench: $(STAMP)
+	$(BIN)/pip install -q -e ".[dev,bench]"
+	$(BIN)/python scripts/benchmark_tokeniser.py
+	$(BIN)/python scripts/benchmark_data.py
+	$(BIN)/python scripts/benchmark_training.py
+
+demo: $(STAMP)
+	$(BIN)/physfm experiment --preset tiny --out runs/tiny
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -1,0 +1,54 @@
+"""The ``physfm`` command.
+
+Each subcommand lives beside the code it drives and exposes ``main(argv) -> int``; this module
+only dispatches, importing lazily so that ``physfm --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS = {
+    "simulate": ("physfm.simulate.cli", "generate Well-format data with an offline simulator"),
+    "inspect": ("physfm.data.inspect", "summarise and validate a Well-format dataset"),
+    "convert": ("physfm.data.convert", "turn your own NumPy/HDF5 arrays into a Well-format dataset"),
+    "train": ("physfm.training.cli", "train a tokeniser (stage 1) or a dynamics model (stage 2)"),
+    "evaluate": ("physfm.training.evaluate", "evaluate a checkpoint on a dataset's valid split"),
+    "hub": ("physfm.hub", "push or pull checkpoints to or from the Hugging Face Hub"),
+    "select-tokeniser": ("physfm.selection", "rank pretrained tokenisers for your data"),
+    "experiment": ("physfm.experiment", "run the paper's pretraining x freezing experiment"),
+}
+
+
+class UserError(Exception):
+    """An error the user caused; the CLI prints its message without a traceback."""
+
+
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: physfm COMMAND [ARGS...]", "", "commands:"]
+    lines += [f"  {name.ljust(width)}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "Run `physfm COMMAND --help` for a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help"}:
+        print(_usage())
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"physfm: unknown command {command!r}; expected one of {', '.join(COMMANDS)}.", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[command][0])
+    try:
+        return int(module.main(rest) or 0)
+    except (UserError, ValueError, FileNotFoundError) as error:
+        print(f"physfm {command}: error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
