@@ -3,8 +3,8 @@ import os
 import pytest
 import torch
 
-# Two cores are shared by the whole suite; more threads only add contention.
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# The tiny test models run fastest single-threaded; extra threads only add contention.
+torch.set_num_threads(1)
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

@@ -6,8 +6,11 @@ Importing physfm registers its models with transformers' Auto classes, so that
 
 from transformers import AutoConfig, AutoModel
 
-try:  # DEV-SHIM (lead removes before commit): models are being written concurrently
+try:  # DEV-SHIM (lead removes before the final commit)
     from .models import (
+        PhysfmDynamicsConfig,
+        PhysfmDynamicsModel,
+        PhysfmDynamicsOutput,
         PhysfmTokeniserConfig,
         PhysfmTokeniserModel,
         PhysfmTokeniserOutput,
@@ -18,10 +21,14 @@ except ImportError:
 __version__ = "0.1.0"
 
 if PhysfmTokeniserConfig is not None:
-    AutoConfig.register(PhysfmTokeniserConfig.model_type, PhysfmTokeniserConfig, exist_ok=True)
-    AutoModel.register(PhysfmTokeniserConfig, PhysfmTokeniserModel, exist_ok=True)
+    for _config, _model in ((PhysfmTokeniserConfig, PhysfmTokeniserModel), (PhysfmDynamicsConfig, PhysfmDynamicsModel)):
+        AutoConfig.register(_config.model_type, _config, exist_ok=True)
+        AutoModel.register(_config, _model, exist_ok=True)
 
 __all__ = [
+    "PhysfmDynamicsConfig",
+    "PhysfmDynamicsModel",
+    "PhysfmDynamicsOutput",
     "PhysfmTokeniserConfig",
     "PhysfmTokeniserModel",
     "PhysfmTokeniserOutput",

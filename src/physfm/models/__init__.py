@@ -1,10 +1,16 @@
 """physfm's models. Self-contained: pushed to the Hub as remote code, so nothing here imports
 the rest of physfm."""
 
+from .configuration_dynamics import PhysfmDynamicsConfig
 from .configuration_tokeniser import PhysfmTokeniserConfig
+from .modeling_dynamics import PhysfmDynamicsModel, PhysfmDynamicsOutput, PhysfmDynamicsPreTrainedModel
 from .modeling_tokeniser import PhysfmTokeniserModel, PhysfmTokeniserOutput, PhysfmTokeniserPreTrainedModel
 
 __all__ = [
+    "PhysfmDynamicsConfig",
+    "PhysfmDynamicsModel",
+    "PhysfmDynamicsOutput",
+    "PhysfmDynamicsPreTrainedModel",
     "PhysfmTokeniserConfig",
     "PhysfmTokeniserModel",
     "PhysfmTokeniserOutput",

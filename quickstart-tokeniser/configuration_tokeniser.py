@@ -1,0 +1,167 @@
+"""Configuration of the physfm tokeniser, a causal convolutional autoencoder for physical fields."""
+
+from __future__ import annotations
+
+import math
+
+from transformers import PreTrainedConfig
+
+DEFAULT_FIELD_NAMES = ["tracer", "pressure", "velocity_x", "velocity_y"]
+
+
+def _is_power_of_two(n: int) -> bool:
+    return isinstance(n, int) and not isinstance(n, bool) and n >= 1 and n & (n - 1) == 0
+
+
+class PhysfmTokeniserConfig(PreTrainedConfig):
+    r"""
+    Configuration of [`PhysfmTokeniserModel`], a MAGVIT-style causal 3-D convolutional autoencoder whose
+    compression ratio is chosen at run time.
+
+    The encoder is a pyramid of `n_levels = log2(max(spatial_compressions)) + 1` levels. Level 0 runs at the input
+    resolution; between level `l` and `l + 1` sits a down-sampling convolution with fixed learned kernels whose
+    stride (2 or 1 per axis) is picked at run time: with spatial compression `s` the first `log2(s)` transitions
+    halve space, with temporal compression `t` the first `log2(t)` transitions halve time. The decoder mirrors it.
+
+    Args:
+        field_names (`list[str]`, *optional*, defaults to `["tracer", "pressure", "velocity_x", "velocity_y"]`):
+            The field vocabulary. Each name owns one row of the input projection and of the output head.
+        n_spatial_dims (`int`, *optional*, defaults to 2):
+            Number of spatial axes. Only 2 is implemented; the layers are written per axis so a factorised 3-D
+            variant can follow.
+        periodic (`list[bool]`, *optional*, defaults to all `True`):
+            Default boundary per spatial axis: circular padding if `True`, replicate padding otherwise.
+        spatial_compressions (`list[int]`, *optional*, defaults to `[2, 4, 8, 16]`):
+            Spatial down-sampling factors (powers of two) that one checkpoint serves.
+        temporal_compressions (`list[int]`, *optional*, defaults to `[1, 2, 4]`):
+            Temporal down-sampling factors (powers of two) that one checkpoint serves.
+        default_spatial_compression (`int`, *optional*, defaults to 4):
+            Used when a call passes `spatial_compression=None`.
+        default_temporal_compression (`int`, *optional*, defaults to 1):
+            Used when a call passes `temporal_compression=None`.
+        latent_channels (`int`, *optional*, defaults to 16):
+            Channels of the continuous latent.
+        hidden_channels (`int`, *optional*, defaults to 32):
+            Width of level 0 (full resolution). Kept small: width at full resolution is the expensive kind.
+        channel_multipliers (`list[int]`, *optional*, defaults to `min(2**l, 4)` per level):
+            Width of level `l` is `hidden_channels * channel_multipliers[l]`; one entry per level.
+        layers_per_level (`int`, *optional*, defaults to 1):
+            Residual blocks per level, in the encoder and in the decoder.
+        mid_layers (`int`, *optional*, defaults to 1):
+            Residual blocks at the deepest level, after the encoder pyramid and before the decoder pyramid.
+        kernel_size (`int`, *optional*, defaults to 3):
+            Odd spatial kernel size of every convolution (also the down-sampling kernel, so stride <= kernel).
+        temporal_kernel_size (`int`, *optional*, defaults to 3):
+            Temporal kernel size of every convolution; time is padded on the left only.
+        norm_eps (`float`, *optional*, defaults to 1e-6):
+            Epsilon of the per-position channel RMS norms.
+        gradient_checkpointing (`bool`, *optional*, defaults to `False`):
+            Recompute residual blocks in the backward pass to save memory.
+
+    Example:
+
+    ```python
+    >>> from physfm.models import PhysfmTokeniserConfig, PhysfmTokeniserModel
+    >>> config = PhysfmTokeniserConfig(field_names=["density", "pressure"], hidden_channels=8)
+    >>> model = PhysfmTokeniserModel(config)
+    ```"""
+
+    model_type = "physfm_tokeniser"
+
+    field_names: list[str] | None = None
+    n_spatial_dims: int = 2
+    periodic: list[bool] | None = None
+    spatial_compressions: list[int] | None = None
+    temporal_compressions: list[int] | None = None
+    default_spatial_compression: int = 4
+    default_temporal_compression: int = 1
+    latent_channels: int = 16
+    hidden_channels: int = 32
+    channel_multipliers: list[int] | None = None
+    layers_per_level: int = 1
+    mid_layers: int = 1
+    kernel_size: int = 3
+    temporal_kernel_size: int = 3
+    norm_eps: float = 1e-6
+    gradient_checkpointing: bool = False
+
+    def __post_init__(self, **kwargs):
+        # JSON gives lists, users may give tuples: normalise to lists so saved configs round-trip identically.
+        self.field_names = list(self.field_names) if self.field_names is not None else list(DEFAULT_FIELD_NAMES)
+        self.periodic = (
+            [bool(p) for p in self.periodic] if self.periodic is not None else [True] * self.n_spatial_dims
+        )
+        self.spatial_compressions = sorted(
+            int(s) for s in (self.spatial_compressions if self.spatial_compressions is not None else [2, 4, 8, 16])
+        )
+        self.temporal_compressions = sorted(
+            int(t) for t in (self.temporal_compressions if self.temporal_compressions is not None else [1, 2, 4])
+        )
+        if self.channel_multipliers is None:
+            self.channel_multipliers = [min(2**level, 4) for level in range(self.n_levels)]
+        self.channel_multipliers = [int(m) for m in self.channel_multipliers]
+        self._check()
+        super().__post_init__(**kwargs)
+
+    @property
+    def n_levels(self) -> int:
+        """Levels of the encoder pyramid: one per possible halving of space, plus the full-resolution level."""
+        return int(math.log2(max(self.spatial_compressions))) + 1
+
+    def _check(self) -> None:
+        if self.n_spatial_dims != 2:
+            raise ValueError(
+                f"n_spatial_dims={self.n_spatial_dims!r} is not supported yet: the tokeniser implements 2 spatial "
+                "dimensions (3-D needs factorised space/time convolutions, not written yet)."
+            )
+        if len(self.periodic) != self.n_spatial_dims:
+            raise ValueError(
+                f"periodic={self.periodic!r} must hold one bool per spatial axis ({self.n_spatial_dims})."
+            )
+        if not self.field_names or len(set(self.field_names)) != len(self.field_names):
+            raise ValueError(f"field_names={self.field_names!r} must be a non-empty list of distinct names.")
+        for name, values in (
+            ("spatial_compressions", self.spatial_compressions),
+            ("temporal_compressions", self.temporal_compressions),
+        ):
+            if not values or not all(_is_power_of_two(v) for v in values) or len(set(values)) != len(values):
+                raise ValueError(f"{name}={values!r} must be a non-empty list of distinct powers of two (1, 2, 4, ...).")
+        if max(self.temporal_compressions) > max(self.spatial_compressions):
+            raise ValueError(
+                f"temporal_compressions={self.temporal_compressions!r}: the largest temporal factor must not exceed "
+                f"the largest spatial factor ({max(self.spatial_compressions)}), since time is halved on the same "
+                "pyramid levels as space."
+            )
+        if self.default_spatial_compression not in self.spatial_compressions:
+            raise ValueError(
+                f"default_spatial_compression={self.default_spatial_compression!r} is not one of "
+                f"spatial_compressions={self.spatial_compressions}."
+            )
+        if self.default_temporal_compression not in self.temporal_compressions:
+            raise ValueError(
+                f"default_temporal_compression={self.default_temporal_compression!r} is not one of "
+                f"temporal_compressions={self.temporal_compressions}."
+            )
+        if len(self.channel_multipliers) != self.n_levels or min(self.channel_multipliers) < 1:
+            raise ValueError(
+                f"channel_multipliers={self.channel_multipliers!r} must hold {self.n_levels} positive ints, one per "
+                f"pyramid level (log2(max spatial compression {max(self.spatial_compressions)}) + 1)."
+            )
+        if self.kernel_size < 3 or self.kernel_size % 2 == 0:
+            raise ValueError(
+                f"kernel_size={self.kernel_size!r} must be odd and >= 3 (centred spatial padding; a stride-2 "
+                "kernel may not be smaller than its stride)."
+            )
+        if self.temporal_kernel_size < 2:
+            raise ValueError(
+                f"temporal_kernel_size={self.temporal_kernel_size!r} must be >= 2 (a stride-2 kernel may not be "
+                "smaller than its stride)."
+            )
+        for name in ("latent_channels", "hidden_channels", "layers_per_level"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)!r} must be a positive int.")
+        if self.mid_layers < 0:
+            raise ValueError(f"mid_layers={self.mid_layers!r} must be >= 0.")
+
+
+__all__ = ["PhysfmTokeniserConfig"]

@@ -1,0 +1,31 @@
+"""Well-format data: read/write HDF5, windowed datasets, normalisation, conversion, ``datasets`` bridge."""
+
+from .dataset import MixtureBatchSampler, WellMixtureDataset, WellWindowDataset
+from .stats import Normalizer, compute_stats, load_stats, write_stats
+from .well_format import (
+    DatasetMetadata,
+    FileHeader,
+    read_file_header,
+    read_trajectory,
+    read_well_metadata,
+    write_well_dataset,
+)
+
+__all__ = [
+    "DatasetMetadata",
+    "FileHeader",
+    "MixtureBatchSampler",
+    "Normalizer",
+    "WellMixtureDataset",
+    "WellWindowDataset",
+    "compute_stats",
+    "load_stats",
+    "read_file_header",
+    "read_trajectory",
+    "read_well_metadata",
+    "write_stats",
+    "write_well_dataset",
+]
+
+# The converter and the `datasets` bridge are imported on demand (``physfm.data.convert``,
+# ``physfm.data.hf_datasets``) so that ``import physfm.data`` stays light.

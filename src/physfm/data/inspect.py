@@ -1,0 +1,70 @@
+"""``physfm inspect DIR``: print a Well dataset's summary and validate it.
+
+Validation reads every file's header (required attributes and groups, shapes, consistent field names
+and grid across files), checks ``stats.yaml`` covers every field, and — unless ``--no-scan`` — scans
+all field values for NaN/Inf one trajectory at a time. Any problem raises one ValueError, which the
+``physfm`` dispatcher prints before exiting with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .stats import load_stats
+from .well_format import (
+    DatasetMetadata,
+    check_finite,
+    open_well_file,
+    read_field,
+    read_file_header,
+    read_well_metadata,
+)
+
+
+def scan_values(meta: DatasetMetadata) -> int:
+    """Check every field value of every file is finite; returns the number of trajectories scanned."""
+    n = 0
+    for split in meta.splits:
+        directory = meta.path / "data" / split if meta.path.is_dir() else meta.path.parent
+        files = [meta.path] if meta.path.is_file() else sorted(
+            p for p in directory.iterdir() if p.suffix in (".hdf5", ".h5"))
+        for file in files:
+            with open_well_file(file) as f:
+                header = read_file_header(f)
+                for traj in range(header.n_trajectories):
+                    for spec in header.fields:
+                        data = read_field(f, spec, header, traj)
+                        if not spec.time_varying:
+                            data = data[None]
+                        check_finite(data, file, traj, 0, 1, list(spec.flat_names))
+                    n += 1
+    return n
+
+
+def validate_stats(meta: DatasetMetadata) -> None:
+    """``stats.yaml`` must exist and hold mean/std for every core field."""
+    stats = load_stats(meta.path / "stats.yaml")
+    for spec in meta.fields:
+        for key in ("mean", "std"):
+            if spec.name not in stats.get(key, {}):
+                raise ValueError(f"{meta.path / 'stats.yaml'}: no {key!r} for field {spec.name!r}; "
+                                 "recompute it with physfm.data.compute_stats")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="physfm inspect",
+                                     description="Summarise and validate a Well-format dataset.")
+    parser.add_argument("path", help="dataset directory (<dataset>/data/<split>/*.hdf5) or one HDF5 file")
+    parser.add_argument("--no-scan", action="store_true", help="skip the NaN/Inf scan of all field values")
+    args = parser.parse_args(argv)
+    path = Path(args.path)
+    meta = read_well_metadata(path)
+    print(meta.summary())
+    if path.is_dir():
+        validate_stats(meta)
+    if not args.no_scan:
+        n = scan_values(meta)
+        print(f"values       {n} trajectories scanned, all finite")
+    print("valid        yes")
+    return 0

@@ -1,0 +1,221 @@
+"""Normalisation statistics (``stats.yaml``) and the z-score :class:`Normalizer`.
+
+``stats.yaml`` follows The Well: top-level keys ``mean``, ``std``, ``mean_delta``, ``std_delta``,
+``rms`` and ``rms_delta``, each mapping a *core* field name (``velocity``, not ``velocity_x``) to a
+float (t0 field), a list of ``d`` floats (t1 field) or a ``d x d`` nested list (t2 field).
+Deltas are statistics of ``x[t+1] - x[t]``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+STAT_KEYS = ("mean", "std", "mean_delta", "std_delta", "rms", "rms_delta")
+
+# The Well clips standard deviations from below with the same floor (``min_std``), so that constant
+# fields do not blow up; we use it too so normalised windows match the peer's exactly.
+MIN_STD = 1e-4
+
+
+class _Moments:
+    """Streaming first and second moments per tensor component, in float64.
+
+    Accumulates per-chunk means and centred sums of squares and merges them with Chan's formula, so
+    that large datasets can be reduced trajectory by trajectory without cancellation error.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.mean: np.ndarray | None = None
+        self.m2: np.ndarray | None = None
+        self.sumsq: np.ndarray | None = None
+
+    def update(self, chunk: np.ndarray, component_ndim: int) -> None:
+        x = np.asarray(chunk, dtype=np.float64)
+        axes = tuple(range(x.ndim - component_ndim))
+        n = int(np.prod([x.shape[a] for a in axes])) if axes else 1
+        if n == 0:
+            return
+        mean = x.mean(axis=axes)
+        m2 = ((x - mean) ** 2).sum(axis=axes)
+        sumsq = (x**2).sum(axis=axes)
+        if self.mean is None:
+            self.count, self.mean, self.m2, self.sumsq = n, mean, m2, sumsq
+            return
+        total = self.count + n
+        delta = mean - self.mean
+        self.mean = self.mean + delta * n / total
+        self.m2 = self.m2 + m2 + delta**2 * self.count * n / total
+        self.sumsq = self.sumsq + sumsq
+        self.count = total
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self.mean is None:
+            raise ValueError("cannot compute statistics of an empty array")
+        return self.mean, np.sqrt(self.m2 / self.count), np.sqrt(self.sumsq / self.count)
+
+
+def _to_yaml_value(x: np.ndarray) -> float | list:
+    return float(x) if np.ndim(x) == 0 else np.asarray(x, dtype=np.float64).tolist()
+
+
+class StatsAccumulator:
+    """Accumulates The Well's statistics field by field, one trajectory chunk at a time.
+
+    ``add(name, chunk, tensor_order)`` takes ``chunk`` shaped ``[traj, time, *space, (d, (d))]``
+    (``time`` must be present for delta statistics; pass ``time_varying=False`` otherwise).
+    """
+
+    def __init__(self) -> None:
+        self._values: dict[str, _Moments] = {}
+        self._deltas: dict[str, _Moments] = {}
+
+    def add(self, name: str, chunk: np.ndarray, tensor_order: int, time_varying: bool = True) -> None:
+        self._values.setdefault(name, _Moments()).update(chunk, tensor_order)
+        if time_varying and chunk.shape[1] > 1:
+            delta = np.diff(np.asarray(chunk, dtype=np.float64), axis=1)
+            self._deltas.setdefault(name, _Moments()).update(delta, tensor_order)
+
+    def result(self) -> dict[str, dict[str, float | list]]:
+        stats: dict[str, dict[str, float | list]] = {key: {} for key in STAT_KEYS}
+        for name, moments in self._values.items():
+            mean, std, rms = moments.finish()
+            stats["mean"][name], stats["std"][name], stats["rms"][name] = map(_to_yaml_value, (mean, std, rms))
+        for name, moments in self._deltas.items():
+            mean, std, rms = moments.finish()
+            stats["mean_delta"][name] = _to_yaml_value(mean)
+            stats["std_delta"][name] = _to_yaml_value(std)
+            stats["rms_delta"][name] = _to_yaml_value(rms)
+        return stats
+
+
+def compute_stats(source: str | os.PathLike | Mapping[str, np.ndarray], n_spatial_dims: int = 2,
+                  split: str = "train") -> dict[str, dict[str, float | list]]:
+    """Compute The Well's normalisation statistics.
+
+    Args:
+        source: either a Well dataset directory (statistics over the files of ``split``, read one
+            trajectory at a time), or a mapping ``field name -> array [traj, time, *space, (d, (d))]``.
+        n_spatial_dims: number of spatial axes (only used for a mapping; read from files otherwise).
+        split: split whose files are reduced when ``source`` is a directory.
+
+    Returns:
+        ``{"mean": {field: value}, "std": ..., "mean_delta": ..., "std_delta": ..., "rms": ...,
+        "rms_delta": ...}`` with floats for scalar fields and lists for vector/tensor fields.
+    """
+    acc = StatsAccumulator()
+    if isinstance(source, Mapping):
+        for name, array in source.items():
+            order = np.ndim(array) - 2 - n_spatial_dims
+            if order not in (0, 1, 2):
+                raise ValueError(
+                    f"field {name!r}: expected an array [traj, time, *space(, d(, d))] with {n_spatial_dims} "
+                    f"spatial axes, got shape {tuple(np.shape(array))}"
+                )
+            for traj in range(np.shape(array)[0]):
+                acc.add(name, np.asarray(array[traj : traj + 1]), order)
+        return acc.result()
+
+    from .well_format import iter_field_chunks  # local import: well_format imports this module
+
+    for name, chunk, order, time_varying in iter_field_chunks(Path(source), split):
+        acc.add(name, chunk, order, time_varying=time_varying)
+    return acc.result()
+
+
+def write_stats(stats: Mapping, path: str | os.PathLike) -> Path:
+    """Write ``stats`` to ``path`` as YAML, atomically (temporary file in the same directory, then rename)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            yaml.safe_dump({k: dict(v) for k, v in stats.items()}, f, sort_keys=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_stats(path: str | os.PathLike) -> dict:
+    """Read a ``stats.yaml``; raises a clear error if it is missing or lacks The Well's keys."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"normalisation statistics {path} not found; expected a stats.yaml beside data/ "
+            "(write one with physfm.data.compute_stats + write_stats, or pass normalize=False)"
+        )
+    try:
+        with open(path) as f:
+            stats = yaml.safe_load(f)
+    except yaml.YAMLError as error:
+        raise ValueError(f"{path}: not valid YAML ({error})") from None
+    missing = [k for k in ("mean", "std") if not isinstance(stats, dict) or k not in stats]
+    if missing:
+        raise ValueError(f"{path}: missing statistics {missing}; expected keys {list(STAT_KEYS)}")
+    return stats
+
+
+class Normalizer:
+    """Z-score normalisation over the last (channel) axis, as The Well's ``ZScoreNormalization``.
+
+    ``mean`` and ``std`` are 1-D, one entry per flattened channel (``velocity_x``, ``velocity_y``, ...).
+    Works on torch tensors and NumPy arrays shaped ``[..., C]``.
+    """
+
+    def __init__(self, mean: Iterable[float], std: Iterable[float], field_names: list[str] | None = None,
+                 min_std: float = MIN_STD):
+        self.mean = torch.as_tensor(np.asarray(list(mean), dtype=np.float32))
+        self.std = torch.as_tensor(np.asarray(list(std), dtype=np.float32)).clamp_min(min_std)
+        if self.mean.shape != self.std.shape or self.mean.ndim != 1:
+            raise ValueError(f"mean and std must be 1-D of equal length, got {tuple(self.mean.shape)} "
+                             f"and {tuple(self.std.shape)}")
+        self.field_names = list(field_names) if field_names is not None else None
+
+    @classmethod
+    def from_stats(cls, stats: Mapping, core_fields: list[tuple[str, int]], n_spatial_dims: int,
+                   field_names: list[str] | None = None, source: str = "stats.yaml") -> Normalizer:
+        """Build from a ``stats.yaml`` mapping; ``core_fields`` lists ``(name, tensor_order)`` in channel order."""
+        means, stds = [], []
+        for name, order in core_fields:
+            for key, out in (("mean", means), ("std", stds)):
+                if name not in stats[key]:
+                    raise ValueError(f"{source}: no {key!r} entry for field {name!r}; "
+                                     f"it has {sorted(stats[key])}")
+                value = np.asarray(stats[key][name], dtype=np.float64)
+                # Scalar stats of a vector field apply to every component, as broadcasting does in the peer.
+                out.extend(np.broadcast_to(value, (n_spatial_dims,) * order).reshape(-1).tolist())
+        return cls(means, stds, field_names)
+
+    def _params(self, x):
+        if x.shape[-1] != self.mean.shape[0]:
+            raise ValueError(f"Normalizer: expected {self.mean.shape[0]} channels in the last axis "
+                             f"({self.field_names}), got shape {tuple(x.shape)}")
+        if isinstance(x, torch.Tensor):
+            return self.mean.to(x.device, x.dtype), self.std.to(x.device, x.dtype)
+        return self.mean.numpy().astype(x.dtype), self.std.numpy().astype(x.dtype)
+
+    def normalize(self, x):
+        """``(x - mean) / std`` per channel."""
+        mean, std = self._params(x)
+        return (x - mean) / std
+
+    def normalize_(self, x: torch.Tensor) -> torch.Tensor:
+        """In-place :meth:`normalize` of a float tensor (the loader's hot path); returns ``x``."""
+        mean, std = self._params(x)
+        return x.sub_(mean).div_(std)
+
+    def denormalize(self, x):
+        """Inverse of :meth:`normalize`: ``x * std + mean``."""
+        mean, std = self._params(x)
+        return x * std + mean
+
+    def __repr__(self) -> str:
+        return f"Normalizer(channels={self.mean.shape[0]}, field_names={self.field_names})"

@@ -1,0 +1,582 @@
+"""Publishing physfm checkpoints on the Hugging Face Hub, and getting them back.
+
+``push_to_hub`` uploads a tokeniser or dynamics checkpoint (a model object or a folder written by
+``save_pretrained``) together with a model card whose metadata says what the checkpoint can do:
+the physical system it was trained on, its field vocabulary, the compression ratios it serves and
+its reconstruction VRMSE on the valid split at each ratio (the card's ``model-index``). Cards are
+rendered from the Jinja templates in ``model_cards/`` with ``huggingface_hub.ModelCard``.
+
+``pull`` downloads a checkpoint; ``load_pretrained`` loads one. Both turn the Hub's failure modes
+(missing repo, missing revision, no connection, offline mode without a cached copy) into one
+``ValueError`` whose message says what was asked for and what to do.
+
+The same functions back the ``physfm hub push`` / ``physfm hub pull`` commands and the
+pretraining script, which renders a card with ``render_model_card`` and pushes with ``push_to_hub``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData, constants
+
+LIBRARY_NAME = "physfm"
+DEFAULT_LICENSE = "apache-2.0"
+PAPER_ARXIV = "2603.05598"
+# The templates ship with the source tree (not with a wheel); without them the card falls back to
+# huggingface_hub's default template with physfm's sections filled in.
+MODEL_CARDS_DIR = Path(__file__).resolve().parents[2] / "model_cards"
+# What a checkpoint folder may hold that belongs on the Hub. Training state (optimizer, RNG, accelerate
+# folders) stays local, and pickles are never uploaded: checkpoints are safetensors only.
+UPLOAD_PATTERNS = ["*.json", "*.safetensors", "*.py", "*.md", "*.yaml", "*.png"]
+IGNORE_PATTERNS = ["optimizer*", "scheduler*", "random_states*", "rng_state*", "trainer_state*", "checkpoint-*/**",
+                   ".cache/**", "**/.cache/**"]
+# On a new version, stale weight shards of the previous one must not linger in the repo.
+DELETE_PATTERNS = ["*.safetensors", "*.safetensors.index.json"]
+
+
+class HubError(ValueError):
+    """A Hub request that cannot succeed as asked: missing repo or revision, or no cached copy offline."""
+
+
+class HubConnectionError(HubError, ConnectionError):
+    """The Hub could not be reached or a transfer failed midway; nothing partial was left in the cache."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Model cards
+# --------------------------------------------------------------------------------------------------
+
+
+def _config_dict(model_or_config: Any) -> dict:
+    """A plain config dict from a model, a config, a checkpoint folder or a dict."""
+    if isinstance(model_or_config, Mapping):
+        return dict(model_or_config)
+    if isinstance(model_or_config, (str, os.PathLike)):
+        path = Path(model_or_config) / "config.json"
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"checkpoint: {str(model_or_config)!r} has no config.json; expected a folder written by "
+                "save_pretrained (e.g. a physfm tokeniser or dynamics checkpoint)."
+            )
+        return json.loads(path.read_text())
+    config = getattr(model_or_config, "config", model_or_config)
+    if hasattr(config, "to_dict"):
+        return config.to_dict()
+    raise ValueError(
+        f"model_or_dir: got {type(model_or_config).__name__}; expected a physfm model, its config, or a checkpoint folder."
+    )
+
+
+def checkpoint_facts(model_or_config: Any) -> dict[str, Any]:
+    """What a card says about a checkpoint: kind, fields, boundary conditions and compressions.
+
+    For a dynamics model the vocabulary and compressions are those of its tokeniser, and the ratio
+    it runs at is reported as ``spatial_compression`` / ``temporal_compression``.
+    """
+    config = _config_dict(model_or_config)
+    model_type = config.get("model_type")
+    if model_type == "physfm_tokeniser":
+        tok, kind = config, "tokeniser"
+    elif model_type == "physfm_dynamics":
+        tok, kind = config.get("tokeniser_config") or {}, "dynamics"
+    else:
+        raise ValueError(
+            f"model_type: got {model_type!r} in the checkpoint config; expected 'physfm_tokeniser' or 'physfm_dynamics'."
+        )
+    facts = {
+        "kind": kind,
+        "field_names": list(config.get("field_names") or tok.get("field_names") or []),
+        "n_spatial_dims": int(tok.get("n_spatial_dims", 2)),
+        "periodic": list(config.get("periodic") or tok.get("periodic") or []),
+        "spatial_compressions": [int(s) for s in tok.get("spatial_compressions") or []],
+        "temporal_compressions": [int(t) for t in tok.get("temporal_compressions") or []],
+        "latent_channels": tok.get("latent_channels"),
+    }
+    if kind == "dynamics":
+        facts.update(
+            spatial_compression=config.get("spatial_compression"),
+            temporal_compression=config.get("temporal_compression"),
+            n_steps_input=config.get("n_steps_input"),
+            tokeniser_name_or_path=config.get("tokeniser_name_or_path"),
+            freeze_tokeniser=config.get("freeze_tokeniser"),
+        )
+    return facts
+
+
+def _as_row(result: Any) -> dict[str, Any]:
+    """One evaluation row as a dict (accepts dataclasses such as ``ReconstructionResult`` and mappings)."""
+    row = dict(result) if isinstance(result, Mapping) else dict(vars(result))
+    for key in ("spatial_compression", "temporal_compression", "vrmse"):
+        if key not in row:
+            raise ValueError(
+                f"eval_results: a row lacks {key!r} (got keys {sorted(row)}); expected rows with "
+                "spatial_compression, temporal_compression and vrmse, as returned by evaluate_reconstruction."
+            )
+    if not math.isfinite(float(row["vrmse"])):
+        raise ValueError(f"eval_results: vrmse must be finite, got {row['vrmse']!r} at ratio "
+                         f"{row['spatial_compression']}x{row['temporal_compression']}.")
+    return row
+
+
+def _eval_table(rows: Sequence[dict], split: str) -> str:
+    if not rows:
+        return "_Not evaluated yet._"
+    has_spectral = any(r.get("spectral_nmse_high") is not None for r in rows)
+    head = "| spatial × | temporal × | VRMSE |" + (" spectral NMSE low / mid / high |" if has_spectral else "")
+    rule = "|---:|---:|---:|" + ("---|" if has_spectral else "")
+    lines = [f"Reconstruction on the `{split}` split (normalised fields; lower is better).", "", head, rule]
+    for r in sorted(rows, key=lambda r: (r["spatial_compression"], r["temporal_compression"])):
+        line = f"| {r['spatial_compression']} | {r['temporal_compression']} | {float(r['vrmse']):.4f} |"
+        if has_spectral:
+            bins = [r.get(f"spectral_nmse_{b}") for b in ("low", "mid", "high")]
+            line += " " + " / ".join("–" if v is None else f"{float(v):.3g}" for v in bins) + " |"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _usage(repo_id: str, facts: dict) -> str:
+    fields = facts["field_names"]
+    if facts["kind"] == "dynamics":
+        n_in = facts.get("n_steps_input") or 4
+        return (
+            "```python\nimport torch\nimport physfm  # registers the physfm models with transformers\n"
+            "from transformers import AutoModel\n\n"
+            f'model = AutoModel.from_pretrained("{repo_id}", dtype=torch.float32)\n'
+            f"fields = torch.randn(1, {n_in}, 64, 64, {len(fields)})  # [batch, time, x, y, fields], normalised\n"
+            "rollout = model.rollout(fields, n_steps=8)\n```"
+        )
+    s = facts["spatial_compressions"][len(facts["spatial_compressions"]) // 2] if facts["spatial_compressions"] else 4
+    t = facts["temporal_compressions"][-1] if facts["temporal_compressions"] else 1
+    return (
+        "```python\nimport torch\nimport physfm  # registers the physfm models with transformers\n"
+        "from transformers import AutoModel\n\n"
+        f'tokeniser = AutoModel.from_pretrained("{repo_id}", dtype=torch.float32)\n'
+        f"fields = torch.randn(1, {1 + 2 * t}, 64, 64, {len(fields)})  # [batch, time, x, y, fields], normalised\n"
+        f"latents = tokeniser.encode(fields, spatial_compression={s}, temporal_compression={t})\n"
+        f"reconstruction = tokeniser.decode(latents, spatial_compression={s}, temporal_compression={t},\n"
+        "                                  spatial_shape=(64, 64))\n```\n\n"
+        "Without physfm installed, pass `trust_remote_code=True`: the model code ships with the checkpoint.\n"
+        "Pin a version with `revision=` (a tag, branch or commit id)."
+    )
+
+
+def _training(training: Mapping[str, Any] | None) -> str:
+    if not training:
+        return "_Training details were not recorded._"
+    return "\n".join(f"- **{key.replace('_', ' ')}:** {value}" for key, value in training.items())
+
+
+def _template_path(template: str | os.PathLike | None, repo_id: str, kind: str) -> Path | None:
+    """An explicit template path or name, else ``model_cards/<repo name>.md``, else the generic one for the kind."""
+    if template is not None:
+        path = Path(template)
+        if not path.suffix:
+            path = MODEL_CARDS_DIR / f"{template}.md"
+        if not path.is_file():
+            available = sorted(p.stem for p in MODEL_CARDS_DIR.glob("*.md")) if MODEL_CARDS_DIR.is_dir() else []
+            raise FileNotFoundError(f"template: {str(template)!r} not found; expected a .md file or one of {available}.")
+        return path
+    for name in (repo_id.split("/")[-1], kind):
+        path = MODEL_CARDS_DIR / f"{name}.md"
+        if path.is_file():
+            return path
+    return None
+
+
+def render_model_card(
+    model_or_config: Any,
+    repo_id: str,
+    *,
+    physical_system: str | None = None,
+    eval_results: Sequence[Any] = (),
+    eval_split: str = "valid",
+    dataset_name: str | None = None,
+    datasets: Sequence[str] | None = None,
+    license: str = DEFAULT_LICENSE,  # noqa: A002 - the card's field name
+    tags: Sequence[str] = (),
+    base_model: str | None = None,
+    training: Mapping[str, Any] | None = None,
+    template: str | os.PathLike | None = None,
+    **template_kwargs: Any,
+) -> ModelCard:
+    """Render the model card of a physfm checkpoint.
+
+    Args:
+        model_or_config: A physfm model, its config, a checkpoint folder or a config dict.
+        repo_id: Where the card will live (used in the usage snippet and to pick the template).
+        physical_system: The system the checkpoint was trained on, e.g. ``"shear_flow"`` or ``"multi"``.
+        eval_results: Rows with ``spatial_compression``, ``temporal_compression``, ``vrmse`` and optionally
+            ``spectral_nmse_{low,mid,high}``, e.g. from :func:`physfm.selection.evaluate_reconstruction`.
+            Each row becomes a ``model-index`` entry (metric ``vrmse`` on ``eval_split``).
+        dataset_name: Name of the evaluation dataset in the model-index (defaults to the physical system).
+        datasets: Hub dataset ids for the ``datasets`` metadata field.
+        license, tags, base_model: Card metadata; ``physfm`` and the model kind are always tagged.
+        training: Free-form training facts (steps, data, hardware...) listed in the card.
+        template: A template name in ``model_cards/`` or a path. Defaults to ``model_cards/<repo name>.md``,
+            then ``model_cards/<kind>.md``.
+        template_kwargs: Extra variables for the template.
+    """
+    facts = checkpoint_facts(model_or_config)
+    rows = [_as_row(r) for r in eval_results]
+    system = physical_system or "unspecified"
+    dataset_name = dataset_name or system
+    results = [
+        EvalResult(
+            task_type="reconstruction" if facts["kind"] == "tokeniser" else "time-series-forecasting",
+            task_name="Field reconstruction" if facts["kind"] == "tokeniser" else "Next-step prediction",
+            dataset_type=dataset_name,
+            dataset_name=dataset_name,
+            dataset_split=eval_split,
+            dataset_config=f"spatial{r['spatial_compression']}-temporal{r['temporal_compression']}",
+            metric_type="vrmse",
+            metric_name=f"VRMSE (spatial ×{r['spatial_compression']}, temporal ×{r['temporal_compression']})",
+            metric_value=round(float(r["vrmse"]), 6),
+        )
+        for r in rows
+    ]
+    tokeniser_source = facts.get("tokeniser_name_or_path")
+    if base_model is None and tokeniser_source and tokeniser_source.count("/") == 1 and not Path(tokeniser_source).exists():
+        base_model = tokeniser_source  # a dynamics model built on a Hub tokeniser: link them on the Hub
+    all_tags = list(dict.fromkeys([LIBRARY_NAME, f"physfm-{facts['kind']}", "physics", "pde", *tags]))
+    if physical_system:
+        all_tags.append(physical_system.replace("_", "-"))
+    card_data = ModelCardData(
+        library_name=LIBRARY_NAME,
+        license=license,
+        tags=list(dict.fromkeys(all_tags)),
+        datasets=list(datasets) if datasets else None,
+        base_model=base_model,
+        model_name=repo_id.split("/")[-1],
+        eval_results=results or None,
+        physical_system=system,
+        field_names=facts["field_names"],
+        periodic=facts["periodic"],
+        n_spatial_dims=facts["n_spatial_dims"],
+        spatial_compressions=facts["spatial_compressions"],
+        temporal_compressions=facts["temporal_compressions"],
+        latent_channels=facts["latent_channels"],
+        arxiv=PAPER_ARXIV,
+    )
+    sections = {
+        "model_name": repo_id.split("/")[-1],  # model-index swallows card_data.model_name: pass the title itself
+        "repo_id": repo_id,
+        "kind": facts["kind"],
+        "usage": _usage(repo_id, facts),
+        "evaluation": _eval_table(rows, eval_split),
+        "training_details": _training(training),
+        "fields_list": ", ".join(f"`{f}`" for f in facts["field_names"]),
+        "compressions": "spatial " + ", ".join(f"×{s}" for s in facts["spatial_compressions"])
+        + "; temporal " + ", ".join(f"×{t}" for t in facts["temporal_compressions"]),
+        "boundaries": ", ".join(
+            f"{axis}: {'periodic' if p else 'open'}" for axis, p in zip("xyz", facts["periodic"], strict=False)
+        ),
+        "facts": facts,
+    }
+    sections.update(template_kwargs)
+    path = _template_path(template, repo_id, facts["kind"])
+    if path is None:  # installed without the source tree: the default Hub template with our sections
+        description = "\n\n".join([f"A physfm {facts['kind']} for `{system}`.", sections["usage"], sections["evaluation"]])
+        return ModelCard.from_template(card_data, model_description=description)
+    return ModelCard.from_template(card_data, template_path=str(path), **sections)
+
+
+# --------------------------------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------------------------------
+
+
+def _endpoint() -> str:
+    # Read at call time: huggingface_hub resolves HF_ENDPOINT once, at import.
+    return constants.ENDPOINT
+
+
+@contextlib.contextmanager
+def hub_errors(repo_id: str, revision: str | None = None, token: str | bool | None = None) -> Iterator[None]:
+    """Translate huggingface_hub / transport errors into one clear :class:`HubError`."""
+    import httpx2
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RemoteEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    where = f"{_endpoint()}"
+    try:
+        yield
+    except RevisionNotFoundError:
+        refs = _available_refs(repo_id, token)
+        raise HubError(
+            f"revision: {revision!r} does not exist in {repo_id!r} on {where}; expected a branch, tag or commit id"
+            + (f" (available: {refs})." if refs else ".")
+        ) from None
+    except GatedRepoError:
+        raise HubError(f"repo_id: {repo_id!r} on {where} is gated; request access and pass a token.") from None
+    except RepositoryNotFoundError:
+        raise HubError(
+            f"repo_id: {repo_id!r} does not exist on {where} (or it is private and no valid token was given); "
+            "expected an existing model repo such as 'physfm/tokeniser-shear-flow'."
+        ) from None
+    except RemoteEntryNotFoundError as error:
+        raise HubError(f"repo_id: {repo_id!r}@{revision or 'main'} lacks a file it needs: {error}") from None
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled) as error:
+        if constants.is_offline_mode():
+            raise HubError(
+                f"repo_id: {repo_id!r}@{revision or 'main'} is not in the local cache and HF_HUB_OFFLINE=1 forbids "
+                "downloading it; download it once online (physfm hub pull) or unset HF_HUB_OFFLINE."
+            ) from None
+        raise HubConnectionError(
+            f"could not download {repo_id!r}@{revision or 'main'} from {where}: {_root_cause(error)}. "
+            "Check the connection (and HF_ENDPOINT) and retry; nothing partial was kept in the cache."
+        ) from None
+    except (httpx2.TransportError, HfHubHTTPError, OSError) as error:
+        if isinstance(error, HfHubHTTPError) and getattr(error.response, "status_code", 500) < 500:
+            raise HubError(f"the Hub at {where} refused the request for {repo_id!r}: {error}") from None
+        if isinstance(error, OSError) and not isinstance(error, ConnectionError) and "Consistency check" not in str(error):
+            raise
+        raise HubConnectionError(
+            f"could not download {repo_id!r}@{revision or 'main'} from {where}: the connection failed midway "
+            f"({type(error).__name__}: {error}). Retry; nothing partial was kept in the cache."
+        ) from None
+
+
+def _root_cause(error: BaseException) -> str:
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return f"{type(error).__name__}: {error}"
+
+
+def _available_refs(repo_id: str, token: str | bool | None) -> str:
+    from huggingface_hub import HfApi
+
+    try:
+        refs = HfApi(endpoint=_endpoint(), token=token).list_repo_refs(repo_id)
+    except Exception:  # best effort: the message is still clear without the list
+        return ""
+    return ", ".join([f"branch {b.name!r}" for b in refs.branches] + [f"tag {t.name!r}" for t in refs.tags])
+
+
+# --------------------------------------------------------------------------------------------------
+# Push / pull / load
+# --------------------------------------------------------------------------------------------------
+
+
+def push_to_hub(
+    model_or_dir: Any,
+    repo_id: str,
+    *,
+    card: ModelCard | str | None = None,
+    physical_system: str | None = None,
+    eval_results: Sequence[Any] = (),
+    dataset_name: str | None = None,
+    datasets: Sequence[str] | None = None,
+    license: str = DEFAULT_LICENSE,  # noqa: A002 - the card's field name
+    tags: Sequence[str] = (),
+    base_model: str | None = None,
+    training: Mapping[str, Any] | None = None,
+    template: str | os.PathLike | None = None,
+    revision: str | None = None,
+    tag: str | None = None,
+    commit_message: str | None = None,
+    token: str | None = None,
+    private: bool = False,
+) -> str:
+    """Push a physfm checkpoint and its model card to the Hub; returns the commit id.
+
+    Args:
+        model_or_dir: A physfm model (saved with ``save_pretrained`` into a temporary folder) or a folder
+            that ``save_pretrained`` wrote. Only model files are uploaded (config, safetensors, remote code,
+            card, figures); optimizer/RNG state stays local.
+        repo_id: ``namespace/name``, e.g. ``physfm/tokeniser-shear-flow``. Created if missing.
+        card: A ready card (``ModelCard`` or markdown text). Otherwise one is rendered with
+            :func:`render_model_card` from the other card arguments; a folder's own ``README.md`` is kept
+            when no card argument is given.
+        revision: Branch to commit to (created from ``main`` if missing). Default ``main``.
+        tag: Also tag the new commit (e.g. ``"v1"``) so users can pin it with ``revision="v1"``.
+        commit_message, token, private: As in ``huggingface_hub``.
+    """
+    from huggingface_hub import HfApi
+
+    if not isinstance(repo_id, str) or repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise ValueError(f"repo_id: got {repo_id!r}; expected 'namespace/name', e.g. 'physfm/tokeniser-shear-flow'.")
+    with tempfile.TemporaryDirectory(prefix="physfm-push-") as tmp:
+        if isinstance(model_or_dir, (str, os.PathLike)):
+            folder = Path(model_or_dir)
+            if not folder.is_dir():
+                raise FileNotFoundError(f"checkpoint: {str(folder)!r} is not a folder; expected a save_pretrained output.")
+        elif hasattr(model_or_dir, "save_pretrained"):
+            folder = Path(tmp) / "checkpoint"
+            model_or_dir.save_pretrained(folder)
+        else:
+            raise ValueError(
+                f"model_or_dir: got {type(model_or_dir).__name__}; expected a physfm model or a checkpoint folder."
+            )
+        facts = checkpoint_facts(folder)  # also validates that this is a physfm checkpoint
+        card_args_given = physical_system is not None or bool(eval_results) or template is not None
+        if card is None and (card_args_given or not (folder / "README.md").is_file()):
+            card = render_model_card(
+                folder, repo_id, physical_system=physical_system, eval_results=eval_results,
+                dataset_name=dataset_name, datasets=datasets, license=license, tags=tags,
+                base_model=base_model, training=training, template=template,
+            )
+        if card is not None:
+            # Stage the folder with the card instead of writing into the user's checkpoint.
+            staged = Path(tmp) / "staged"
+            staged.mkdir()
+            for item in folder.iterdir():
+                if item.is_file() and item.name != "README.md":
+                    os.symlink(item.resolve(), staged / item.name)
+            (staged / "README.md").write_text(str(card), encoding="utf-8")
+            folder = staged
+
+        api = HfApi(endpoint=_endpoint(), token=token, library_name=LIBRARY_NAME)
+        with hub_errors(repo_id, revision, token):
+            api.create_repo(repo_id, private=private, exist_ok=True)
+            if revision not in (None, "main"):
+                api.create_branch(repo_id, branch=revision, exist_ok=True)
+            info = api.upload_folder(
+                repo_id=repo_id,
+                folder_path=folder,
+                revision=revision,
+                commit_message=commit_message or f"Upload physfm {facts['kind']}",
+                allow_patterns=UPLOAD_PATTERNS,
+                ignore_patterns=IGNORE_PATTERNS,
+                delete_patterns=DELETE_PATTERNS,
+            )
+            if tag is not None:
+                api.create_tag(repo_id, tag=tag, revision=info.oid, exist_ok=False)
+    return info.oid
+
+
+def pull(
+    repo_id: str,
+    revision: str | None = None,
+    out: str | os.PathLike | None = None,
+    *,
+    token: str | None = None,
+    local_files_only: bool = False,
+) -> Path:
+    """Download a checkpoint; returns the local folder (``out`` if given, else the Hub cache snapshot).
+
+    Raises:
+        HubError (a ``ValueError``): the repo or revision does not exist, or offline mode is on and the
+            checkpoint is not cached.
+        HubConnectionError (also a ``ValueError``): the server could not be reached or dropped the
+            transfer; the cache keeps no partial file.
+    """
+    from huggingface_hub import snapshot_download
+
+    if not isinstance(repo_id, str) or not repo_id.strip():
+        raise ValueError(f"repo_id: got {repo_id!r}; expected a Hub id such as 'physfm/tokeniser-shear-flow'.")
+    with hub_errors(repo_id, revision, token):
+        path = snapshot_download(
+            repo_id,
+            revision=revision,
+            local_dir=out,
+            token=token,
+            endpoint=_endpoint(),
+            local_files_only=local_files_only,
+            library_name=LIBRARY_NAME,
+        )
+    return Path(path)
+
+
+def load_pretrained(name_or_path: str | os.PathLike, *, revision: str | None = None, **kwargs: Any):
+    """``AutoModel.from_pretrained`` in float32 with physfm registered and Hub errors made clear.
+
+    Accepts a local checkpoint folder or a Hub id; ``kwargs`` go to ``from_pretrained``.
+    """
+    import torch
+    from transformers import AutoModel
+
+    import physfm  # noqa: F401 - registers the physfm Auto classes
+
+    kwargs.setdefault("dtype", torch.float32)
+    local = Path(name_or_path)
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            raise FileNotFoundError(f"checkpoint: {str(local)!r} has no config.json; expected a save_pretrained folder.")
+        return AutoModel.from_pretrained(local, **kwargs)
+    repo_id = str(name_or_path)
+    if repo_id.count("/") != 1:
+        raise FileNotFoundError(
+            f"checkpoint: {repo_id!r} is neither a local folder nor a Hub id ('namespace/name')."
+        )
+    with hub_errors(repo_id, revision):
+        try:
+            return AutoModel.from_pretrained(repo_id, revision=revision, **kwargs)
+        except OSError as error:  # transformers wraps Hub errors in OSError; find the original
+            cause = error.__cause__ or error.__context__
+            if cause is not None and cause is not error:
+                raise cause from None
+            raise
+
+
+# --------------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="physfm hub", description="Push or pull physfm checkpoints.")
+    sub = parser.add_subparsers(dest="action", required=True)
+
+    push = sub.add_parser("push", help="push a trained checkpoint folder with a model card")
+    push.add_argument("checkpoint", help="folder written by save_pretrained (or by `physfm train`)")
+    push.add_argument("--repo-id", required=True, help="namespace/name, e.g. physfm/tokeniser-shear-flow")
+    push.add_argument("--revision", help="branch to push to (created if missing; default main)")
+    push.add_argument("--tag", help="also tag the new commit, e.g. v1")
+    push.add_argument("--private", action="store_true", help="create the repo as private")
+    push.add_argument("--token", help="Hub token (default: HF_TOKEN or the saved login)")
+    push.add_argument("--commit-message")
+    push.add_argument("--physical-system", help="system the checkpoint was trained on, e.g. shear_flow")
+    push.add_argument("--data", help="Well-format dataset: evaluate reconstruction on its valid split for the card")
+    push.add_argument("--eval-samples", type=int, default=16, help="windows evaluated with --data (default 16)")
+    push.add_argument("--license", default=DEFAULT_LICENSE)
+    push.add_argument("--template", help="card template name in model_cards/ or a path")
+
+    pull_ = sub.add_parser("pull", help="download a checkpoint")
+    pull_.add_argument("repo_id")
+    pull_.add_argument("--revision", help="branch, tag or commit id")
+    pull_.add_argument("--out", help="copy the files into this folder instead of only the cache")
+    pull_.add_argument("--token")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.action == "pull":
+        path = pull(args.repo_id, args.revision, args.out, token=args.token)
+        print(path)
+        return 0
+
+    eval_results: list = []
+    dataset_name = None
+    if args.data:
+        from .selection import evaluate_reconstruction
+
+        model = load_pretrained(args.checkpoint)
+        eval_results = evaluate_reconstruction(model, args.data, split="valid", max_samples=args.eval_samples)
+        from .data import read_well_metadata
+
+        dataset_name = read_well_metadata(args.data).dataset_name
+    oid = push_to_hub(
+        args.checkpoint, args.repo_id, physical_system=args.physical_system or dataset_name,
+        eval_results=eval_results, dataset_name=dataset_name, license=args.license, template=args.template,
+        revision=args.revision, tag=args.tag, commit_message=args.commit_message, token=args.token,
+        private=args.private,
+    )
+    print(f"pushed {args.checkpoint} to {_endpoint()}/{args.repo_id} (revision {args.revision or 'main'}, commit {oid})")
+    return 0

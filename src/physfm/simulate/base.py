@@ -1,0 +1,207 @@
+"""Shared pieces of the offline simulators: the system description and grid helpers.
+
+Every system module (``physfm/simulate/<name>.py``) exposes ``SPEC: SystemSpec``. The registry
+``physfm.simulate.SYSTEMS`` maps names to these specs, and ``physfm.simulate.generate`` turns a
+spec into a Well-format dataset on disk.
+
+Conventions shared by all simulators:
+
+* Arrays are returned in The Well's layout ``[traj, time, *space]`` for scalar (t0) fields and
+  ``[traj, time, *space, d]`` for vector (t1) fields, space axes in the order of ``axis_names``
+  (``x`` first), float32 on the device the simulation ran on.
+* Frame ``k`` is at ``t = k * dt``; frame 0 is the initial condition, so ``n_steps`` stored
+  steps give ``n_steps + 1`` frames.
+* Randomness (initial conditions) is drawn on the CPU from a ``torch.Generator`` or from a
+  per-trajectory ``seed`` parameter, so results do not depend on the device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "Parameter",
+    "SystemSpec",
+    "grid_coordinates",
+    "grid_mesh",
+    "parse_resolution",
+    "check_resolution",
+    "fourier_wavenumbers",
+]
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A physical parameter a user may fix from Python (``generate(name, ..., **params)``) or
+    the command line (``--name-with-dashes``). Unfixed parameters are drawn per trajectory by
+    ``SystemSpec.sample_parameters``."""
+
+    name: str
+    type: type = float
+    help: str = ""
+    choices: tuple[Any, ...] | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class SystemSpec:
+    """Description of one simulated physical system.
+
+    Attributes:
+        name: dataset name, also the ``physfm simulate NAME`` command name.
+        field_names: flattened field names in storage order (``"velocity_x", "velocity_y"``).
+        vector_fields: t1 field name -> its flattened components, e.g.
+            ``{"velocity": ("velocity_x", "velocity_y")}``. Fields not listed are t0 (scalars).
+        periodic: one flag per spatial axis.
+        domain: ``(low, high)`` per spatial axis.
+        dt: physical time between stored frames.
+        default_resolution: grid points per axis used when the user gives none.
+        default_n_steps: stored steps (frames - 1) used when the user gives none.
+        simulate: ``simulate(params_batch, resolution, n_steps, device, generator, progress)``
+            -> ``dict[str, Tensor]`` keyed by Well field name (t0 and t1 names), shaped
+            ``[traj, time, *space(, d)]``.
+        sample_parameters: ``sample_parameters(n, generator) -> list[dict]``, one dict of
+            per-trajectory parameters drawn from the system's parameter grid.
+        parameters: the parameters a user may fix (for the CLI and for validation).
+        axis_names: names of the spatial axes, ``("x", "y")`` in 2-D.
+        grid_centred: whether stored coordinates are cell centres (``True``) or the left edges
+            of cells (``False``, e.g. the Fourier grid of a spectral solver).
+        description: one line shown by ``physfm simulate --help``.
+        min_resolution: smallest number of grid points per axis the solver accepts.
+        merge_parameters: ``merge(drawn, fixed) -> params`` combines one trajectory's drawn
+            parameters with those the user fixed (default ``drawn | fixed``); a system whose
+            parameters depend on each other (a named pattern and its rates) overrides it.
+        extra: free-form settings, e.g. ``file_parameters`` ({our name: stored attribute name}).
+    """
+
+    name: str
+    field_names: tuple[str, ...]
+    vector_fields: Mapping[str, tuple[str, ...]]
+    periodic: tuple[bool, ...]
+    domain: tuple[tuple[float, float], ...]
+    dt: float
+    default_resolution: tuple[int, ...]
+    default_n_steps: int
+    simulate: Callable[..., dict[str, torch.Tensor]]
+    sample_parameters: Callable[[int, torch.Generator], list[dict[str, Any]]]
+    parameters: tuple[Parameter, ...] = ()
+    axis_names: tuple[str, ...] = ("x", "y")
+    grid_centred: bool = True
+    description: str = ""
+    min_resolution: int = 4
+    merge_parameters: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def resolve_parameters(self, drawn: dict[str, Any], fixed: dict[str, Any]) -> dict[str, Any]:
+        """One trajectory's parameters: drawn values, overridden by the user's fixed ones."""
+        if self.merge_parameters is not None:
+            return self.merge_parameters(drawn, fixed)
+        return drawn | fixed
+
+    @property
+    def n_spatial_dims(self) -> int:
+        return len(self.domain)
+
+    @property
+    def scalar_fields(self) -> tuple[str, ...]:
+        """t0 field names (those not part of any vector field)."""
+        in_vectors = {c for comps in self.vector_fields.values() for c in comps}
+        return tuple(f for f in self.field_names if f not in in_vectors)
+
+    def coordinates(self, resolution: Sequence[int]) -> dict[str, np.ndarray]:
+        """1-D grid coordinates per axis name, as stored in the Well file."""
+        return dict(
+            zip(
+                self.axis_names,
+                grid_coordinates(self.domain, resolution, centred=self.grid_centred),
+                strict=True,
+            )
+        )
+
+
+def grid_coordinates(
+    domain: Sequence[tuple[float, float]], resolution: Sequence[int], centred: bool = True
+) -> list[np.ndarray]:
+    """1-D float64 coordinates per axis of a uniform grid on ``domain``.
+
+    ``centred=True`` gives cell centres ``low + (i + 1/2) h``; ``centred=False`` gives the left
+    cell edges ``low + i h`` (the grid of a Fourier spectral solver, as in Dedalus).
+    """
+    if len(domain) != len(resolution):
+        raise ValueError(
+            f"resolution: got {tuple(resolution)} with {len(resolution)} axes, expected "
+            f"{len(domain)} axes (one per spatial dimension)"
+        )
+    out = []
+    for (low, high), n in zip(domain, resolution, strict=True):
+        h = (high - low) / n
+        shift = 0.5 if centred else 0.0
+        out.append(low + (np.arange(n, dtype=np.float64) + shift) * h)
+    return out
+
+
+def grid_mesh(
+    domain: Sequence[tuple[float, float]],
+    resolution: Sequence[int],
+    centred: bool = True,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float64,
+) -> tuple[torch.Tensor, ...]:
+    """``meshgrid(..., indexing="ij")`` of :func:`grid_coordinates` as torch tensors."""
+    axes = [
+        torch.as_tensor(c, dtype=dtype, device=device) for c in grid_coordinates(domain, resolution, centred)
+    ]
+    return torch.meshgrid(*axes, indexing="ij")
+
+
+def parse_resolution(text: str | Sequence[int] | None, n_dims: int = 2) -> tuple[int, ...] | None:
+    """Parse ``"128x256"`` (or a sequence of ints) into a tuple; ``None`` passes through."""
+    if text is None:
+        return None
+    if isinstance(text, str):
+        parts = text.lower().replace("×", "x").split("x")
+        try:
+            values = tuple(int(p) for p in parts)
+        except ValueError:
+            raise ValueError(
+                f"--resolution: got {text!r}, expected {n_dims} integers joined by 'x', e.g. '128x256'"
+            ) from None
+    else:
+        values = tuple(int(v) for v in text)
+    if len(values) != n_dims:
+        raise ValueError(
+            f"resolution: got {text!r} with {len(values)} axes, expected {n_dims} (e.g. '128x256')"
+        )
+    return values
+
+
+def check_resolution(spec: SystemSpec, resolution: Sequence[int] | None) -> tuple[int, ...]:
+    """Validate a resolution for ``spec`` (defaults to ``spec.default_resolution``)."""
+    if resolution is None:
+        return tuple(spec.default_resolution)
+    res = parse_resolution(resolution, spec.n_spatial_dims)
+    assert res is not None
+    if any(n < spec.min_resolution for n in res):
+        raise ValueError(
+            f"resolution: got {res} for {spec.name!r}, expected at least {spec.min_resolution} points per axis"
+        )
+    return res
+
+
+def fourier_wavenumbers(
+    domain: Sequence[tuple[float, float]],
+    resolution: Sequence[int],
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float64,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Angular wavenumbers ``(kx [Nx, 1], ky [1, Ny//2 + 1])`` matching ``torch.fft.rfft2`` of a
+    2-D periodic field laid out ``[x, y]`` (real FFT along the last axis)."""
+    (x0, x1), (y0, y1) = domain
+    nx, ny = resolution
+    kx = 2 * np.pi / (x1 - x0) * torch.fft.fftfreq(nx, d=1.0 / nx, dtype=dtype, device=device)
+    ky = 2 * np.pi / (y1 - y0) * torch.fft.rfftfreq(ny, d=1.0 / ny, dtype=dtype, device=device)
+    return kx[:, None], ky[None, :]

@@ -1,0 +1,112 @@
+"""Atomic training checkpoints: ``output_dir/checkpoint-<step>``.
+
+A checkpoint is written by :meth:`accelerate.Accelerator.save_state` (model, optimiser,
+scheduler, every rank's RNG states) into a hidden temp directory beside its final name,
+plus ``trainer_state.json`` (step, loss history) and the model's ``config.json``. Only when
+all of that is on disk is the directory renamed into place, so ``kill -9`` at any moment
+leaves either a complete checkpoint or none, and ``--resume_from_checkpoint latest`` never
+picks up a half-written one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+CHECKPOINT_PREFIX = "checkpoint-"
+TMP_PREFIX = ".tmp-checkpoint-"
+STATE_NAME = "trainer_state.json"
+_CHECKPOINT_RE = re.compile(rf"^{CHECKPOINT_PREFIX}(\d+)$")
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` via a temp file in the same directory and ``os.replace``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: str | os.PathLike, payload: Any) -> None:
+    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
+
+
+def list_checkpoints(output_dir: str | os.PathLike) -> list[tuple[int, Path]]:
+    """Complete checkpoints in ``output_dir``, oldest first."""
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        return []
+    found = []
+    for child in output_dir.iterdir():
+        match = _CHECKPOINT_RE.match(child.name)
+        if match and (child / STATE_NAME).is_file():
+            found.append((int(match.group(1)), child))
+    return sorted(found)
+
+
+def latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
+    checkpoints = list_checkpoints(output_dir)
+    return checkpoints[-1][1] if checkpoints else None
+
+
+def resolve_checkpoint(spec: str | None, output_dir: str | os.PathLike) -> Path | None:
+    """``--resume_from_checkpoint``: a directory, ``"latest"`` (None when there is none yet), or None."""
+    if not spec:
+        return None
+    if spec == "latest":
+        return latest_checkpoint(output_dir)
+    path = Path(spec)
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"--resume_from_checkpoint: {spec!r} is not a directory; expected a checkpoint-<step> "
+            f"directory or 'latest'"
+        )
+    if not (path / STATE_NAME).is_file():
+        raise FileNotFoundError(
+            f"--resume_from_checkpoint: {spec!r} has no {STATE_NAME}; it is not a complete physfm checkpoint"
+        )
+    return path
+
+
+def read_trainer_state(checkpoint: str | os.PathLike) -> dict[str, Any]:
+    return json.loads((Path(checkpoint) / STATE_NAME).read_text())
+
+
+def save_checkpoint(accelerator, output_dir: str | os.PathLike, step: int, trainer_state: dict[str, Any],
+                    model_config=None, save_total_limit: int | None = None) -> Path:
+    """Save the full training state at ``step``; every process must call this."""
+    output_dir = Path(output_dir)
+    final = output_dir / f"{CHECKPOINT_PREFIX}{step}"
+    tmp = output_dir / f"{TMP_PREFIX}{step}"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)  # a leftover of a killed run
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    # Every rank writes its own RNG file into the same directory (shared file system).
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        if model_config is not None:
+            model_config.save_pretrained(tmp)  # lets `physfm evaluate` read a checkpoint directly
+        atomic_write_json(tmp / STATE_NAME, trainer_state)
+        if final.exists():  # re-saving the same step (e.g. end of a resumed run)
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        if save_total_limit is not None and save_total_limit > 0:
+            for _, old in list_checkpoints(output_dir)[:-save_total_limit]:
+                shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def remove_stale_temp_dirs(output_dir: str | os.PathLike) -> None:
+    """Delete half-written checkpoints a killed run left behind."""
+    output_dir = Path(output_dir)
+    if output_dir.is_dir():
+        for child in output_dir.iterdir():
+            if child.name.startswith(TMP_PREFIX):
+                shutil.rmtree(child, ignore_errors=True)

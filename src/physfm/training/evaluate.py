@@ -1,0 +1,129 @@
+"""``physfm evaluate CHECKPOINT --data DIR``: metrics table, JSON and a rollout figure.
+
+``CHECKPOINT`` is a saved model directory (a training run's ``output_dir``), a training checkpoint
+``output_dir/checkpoint-<step>``, or a Hub id. A dynamics model is scored on next-frame VRMSE and
+spectral errors plus rollout VRMSE by horizon, and a rollout figure (truth / prediction / error) is
+drawn; a tokeniser is scored on reconstruction at each compression ratio it serves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..models import PhysfmTokeniserConfig, PhysfmTokeniserModel
+from ..models.configuration_dynamics import PhysfmDynamicsConfig
+from ..models.modeling_dynamics import PhysfmDynamicsModel
+from .checkpointing import STATE_NAME, atomic_write_json
+from .evaluation import evaluate_dynamics, evaluate_tokeniser, plot_rollout, rollout_metrics, summarise
+from .tasks import check_tokeniser_fits
+
+MODEL_CLASSES = {
+    PhysfmTokeniserConfig.model_type: (PhysfmTokeniserConfig, PhysfmTokeniserModel),
+    PhysfmDynamicsConfig.model_type: (PhysfmDynamicsConfig, PhysfmDynamicsModel),
+}
+
+
+def load_model(checkpoint: str) -> torch.nn.Module:
+    """Load a tokeniser or dynamics model from a saved directory, a ``checkpoint-<step>`` or a Hub id."""
+    path = Path(checkpoint).expanduser()
+    if path.is_dir() and (path / STATE_NAME).is_file():
+        # A training checkpoint: accelerate's weights (keys may carry DDP's "module." prefix) + config.json.
+        from safetensors.torch import load_file
+
+        config_dict = json.loads((path / "config.json").read_text())
+        config_class, model_class = _classes(config_dict.get("model_type"), checkpoint)
+        model = model_class(config_class.from_dict(config_dict))
+        state = {k.removeprefix("module."): v for k, v in load_file(path / "model.safetensors").items()}
+        model.load_state_dict(state)
+        return model.float().eval()
+    if not path.is_dir() and (checkpoint.startswith((".", "/", "~")) or checkpoint.count("/") > 1):
+        raise FileNotFoundError(f"CHECKPOINT: no directory {checkpoint!r}")
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise FileNotFoundError(f"CHECKPOINT: {checkpoint!r} has no config.json; expected a saved physfm model")
+    try:
+        config_dict, _ = PhysfmTokeniserConfig.get_config_dict(str(path) if path.is_dir() else checkpoint)
+    except OSError as error:
+        raise FileNotFoundError(f"CHECKPOINT: could not read {checkpoint!r} ({error})") from None
+    _, model_class = _classes(config_dict.get("model_type"), checkpoint)
+    return model_class.from_pretrained(str(path) if path.is_dir() else checkpoint, dtype=torch.float32).eval()
+
+
+def _classes(model_type: str | None, checkpoint: str):
+    if model_type not in MODEL_CLASSES:
+        raise ValueError(f"CHECKPOINT: {checkpoint!r} holds model_type {model_type!r}; expected one of "
+                         f"{sorted(MODEL_CLASSES)}")
+    return MODEL_CLASSES[model_type]
+
+
+def evaluate_checkpoint(checkpoint: str, data: str, output_dir: str | None = None, split: str = "valid",
+                        horizons: list[int] | None = None, max_samples: int = 64, batch_size: int = 8,
+                        field: str | None = None) -> dict[str, Any]:
+    """Evaluate ``checkpoint`` on ``data``'s ``split``; write ``metrics.json`` (and ``rollout.png``)
+    into ``output_dir`` and return the metrics."""
+    from ..data import WellWindowDataset
+
+    if not Path(data).exists():
+        raise FileNotFoundError(f"--data: {data!r} does not exist; expected a Well-format dataset directory")
+    model = load_model(checkpoint)
+    out = Path(output_dir or "physfm_eval")
+    out.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {"checkpoint": checkpoint, "data": str(data), "split": split,
+                              "model_type": model.config.model_type}
+    if isinstance(model, PhysfmDynamicsModel):
+        n_in, t = model.config.n_steps_input, model.config.temporal_compression
+        dataset = WellWindowDataset(data, split=split, n_steps_input=n_in, n_steps_output=t)
+        check_tokeniser_fits(model.tokeniser.config, [dataset], repr(checkpoint))
+        result["next_frame"] = evaluate_dynamics(model, dataset, batch_size=batch_size, max_samples=max_samples)
+        rollout, example = rollout_metrics(model, data, horizons or [1, 2, 4, 8, 16], split=split,
+                                           max_samples=max_samples, batch_size=batch_size, return_example=True)
+        result["rollout_vrmse"] = {str(h): v for h, v in rollout.items()}
+        truth, prediction, names = example
+        field_index = names.index(field) if field else 0
+        if field and field not in names:
+            raise ValueError(f"--field: {field!r} is not one of the data's fields {names}")
+        result["figure"] = str(plot_rollout(truth, prediction, out / "rollout.png", field_names=names,
+                                            field=field_index, title=f"{Path(checkpoint).name}: {names[field_index]}"))
+    else:
+        config = model.config
+        ratios = [(s, t) for s in config.spatial_compressions for t in config.temporal_compressions]
+        n_frames = 1 + max(config.temporal_compressions)
+        dataset = WellWindowDataset(data, split=split, n_steps_input=n_frames, n_steps_output=0)
+        check_tokeniser_fits(config, [dataset], repr(checkpoint))
+        result["reconstruction"] = evaluate_tokeniser(model, [dataset], ratios, batch_size=batch_size,
+                                                      max_samples=max_samples)
+    atomic_write_json(out / "metrics.json", result)
+    result["json"] = str(out / "metrics.json")
+    return result
+
+
+def format_table(result: dict[str, Any]) -> str:
+    lines = [f"{result['model_type']} {result['checkpoint']} on {result['data']} ({result['split']})", ""]
+    if "next_frame" in result:
+        lines += ["next-frame (physical units)", summarise(result["next_frame"]), "",
+                  "rollout VRMSE by horizon", summarise({f"step {h}": v for h, v in result["rollout_vrmse"].items()})]
+    else:
+        lines += ["reconstruction (physical units)", summarise(result["reconstruction"])]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="physfm evaluate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", help="model directory, output_dir/checkpoint-<step>, or Hub id")
+    parser.add_argument("--data", required=True, help="Well-format dataset directory")
+    parser.add_argument("--split", default="valid", choices=["train", "valid", "test"])
+    parser.add_argument("--output_dir", default=None, help="where metrics.json and rollout.png go (default: physfm_eval)")
+    parser.add_argument("--horizons", type=int, nargs="+", default=[1, 2, 4, 8, 16], help="rollout horizons (frames)")
+    parser.add_argument("--max_samples", type=int, default=64, help="windows / trajectories evaluated")
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--field", default=None, help="field shown in the rollout figure (default: the first)")
+    args = parser.parse_args(argv)
+    result = evaluate_checkpoint(args.checkpoint, args.data, args.output_dir, args.split, args.horizons,
+                                 args.max_samples, args.batch_size, args.field)
+    print(format_table(result))
+    print(f"\nwrote {result['json']}" + (f" and {result['figure']}" if "figure" in result else ""))
+    return 0

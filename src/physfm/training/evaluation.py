@@ -1,0 +1,248 @@
+"""Validation metrics in physical units, for both training stages and ``physfm evaluate``.
+
+Models work on z-scored fields; every metric here is computed after ``normalizer.denormalize``, so
+numbers are comparable across runs and with The Well's benchmarks. Each process evaluates a strided
+share of the windows and the per-sample sums are reduced across processes.
+
+- Dynamics: next-frame VRMSE and the low/mid/high binned spectral errors; rollout VRMSE by horizon.
+- Tokeniser: reconstruction VRMSE (and spectral errors) at every compression ratio.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..metrics import binned_spectral_mse, vrmse
+
+BINS = ("low", "mid", "high")
+
+
+def eval_indices(n: int, max_samples: int) -> list[int]:
+    """Evenly spaced window indices (all when ``max_samples <= 0`` or ``n <= max_samples``)."""
+    if max_samples <= 0 or n <= max_samples:
+        return list(range(n))
+    return np.linspace(0, n - 1, max_samples).round().astype(int).tolist()
+
+
+def _stack(dataset, indices: Sequence[int], key: str) -> torch.Tensor:
+    return torch.stack([dataset[i][key] for i in indices])
+
+
+def _sample_metrics(pred: torch.Tensor, target: torch.Tensor, n_spatial_dims: int) -> dict[str, torch.Tensor]:
+    """Per-sample metrics ``[B]`` of ``[B, T, *space, C]`` tensors, averaged over time and fields."""
+    out = {"vrmse": vrmse(pred, target, n_spatial_dims=n_spatial_dims).mean(dim=(1, 2))}
+    spectral = binned_spectral_mse(pred, target, n_spatial_dims=n_spatial_dims)
+    for name in BINS:
+        out[f"spectral_mse_{name}"] = spectral[f"mse_{name}"].mean(dim=(1, 2))
+        out[f"spectral_nmse_{name}"] = spectral[f"nmse_{name}"].mean(dim=(1, 2))
+    return out
+
+
+def _reduce_means(sums: dict[str, torch.Tensor], count: torch.Tensor, accelerator=None) -> dict[str, float]:
+    keys = sorted(sums)
+    packed = torch.stack([sums[k].double() for k in keys] + [count.double()])
+    if accelerator is not None and accelerator.num_processes > 1:
+        packed = accelerator.reduce(packed.to(accelerator.device), reduction="sum").cpu()
+    total = max(float(packed[-1]), 1.0)
+    return {k: float(packed[i]) / total for i, k in enumerate(keys)}
+
+
+def _sharded(indices: list[int], accelerator) -> list[int]:
+    if accelerator is None:
+        return indices
+    return indices[accelerator.process_index :: accelerator.num_processes]
+
+
+def _batched(indices: list[int], batch_size: int):
+    for start in range(0, len(indices), batch_size):
+        yield indices[start:start + batch_size]
+
+
+@torch.no_grad()
+def evaluate_dynamics(model, dataset, batch_size: int = 8, max_samples: int = 64, accelerator=None,
+                      device: torch.device | str = "cpu") -> dict[str, float]:
+    """Next-frame metrics of a :class:`PhysfmDynamicsModel` on ``dataset`` (a normalising
+    :class:`WellWindowDataset`), in physical units: ``vrmse``, ``spectral_mse_{low,mid,high}``,
+    ``spectral_nmse_{...}``, and ``loss`` (MSE in normalised space, as trained)."""
+    was_training = model.training
+    model.eval()
+    device = accelerator.device if accelerator is not None else torch.device(device)
+    n_space = dataset.n_spatial_dims
+    sums: dict[str, torch.Tensor] = {}
+    count = torch.zeros(())
+    try:
+        for chunk in _batched(_sharded(eval_indices(len(dataset), max_samples), accelerator), batch_size):
+            inputs = _stack(dataset, chunk, "input_fields").to(device)
+            targets = _stack(dataset, chunk, "output_fields").to(device)
+            out = model(input_fields=inputs, output_fields=targets, field_names=dataset.field_names,
+                        periodic=list(dataset.periodic))
+            pred = out.prediction.float()
+            targets = targets[:, : pred.shape[1]]
+            metrics = _sample_metrics(dataset.normalizer.denormalize(pred).cpu(),
+                                      dataset.normalizer.denormalize(targets).cpu(), n_space)
+            metrics["loss"] = ((pred - targets) ** 2).flatten(1).mean(1).cpu()
+            for key, value in metrics.items():
+                sums[key] = sums.get(key, torch.zeros((), dtype=torch.float64)) + value.double().sum()
+            count += len(chunk)
+    finally:
+        model.train(was_training)
+    return _reduce_means(sums, count, accelerator)
+
+
+def max_rollout_steps(dataset) -> int:
+    """Frames available after the first ``n_steps_input`` in the shortest trajectory of ``dataset``."""
+    shortest = min(header.n_steps for header in dataset.headers)
+    return (shortest - 1) // dataset.dt_stride + 1 - dataset.n_steps_input
+
+
+@torch.no_grad()
+def rollout_metrics(model, data_dir: str | os.PathLike, horizons: Sequence[int], split: str = "valid",
+                    max_samples: int = 8, dt_stride: int = 1, batch_size: int = 4, accelerator=None,
+                    device: torch.device | str = "cpu", return_example: bool = False):
+    """Autoregressive rollout VRMSE (physical units) at each horizon (in frames) on ``split``.
+
+    One window per trajectory, starting at its first frame. Horizons longer than the trajectories
+    allow are dropped (with the longest available one kept). Returns ``{horizon: vrmse}``, and with
+    ``return_example`` also ``(truth, prediction, field_names)`` of the first sample (physical units).
+    """
+    from ..data import WellWindowDataset
+    from ..data.dataset import n_windows
+
+    n_in = model.config.n_steps_input
+    probe = WellWindowDataset(data_dir, split=split, n_steps_input=n_in, n_steps_output=0, dt_stride=dt_stride)
+    available = max_rollout_steps(probe)
+    if available < 1:
+        raise ValueError(
+            f"{data_dir}: {split} trajectories are too short for a rollout after n_steps_input={n_in} frames"
+        )
+    kept = sorted({h for h in horizons if h <= available}) or [available]
+    longest = kept[-1]
+    dataset = WellWindowDataset(data_dir, split=split, n_steps_input=n_in, n_steps_output=longest,
+                                dt_stride=dt_stride)
+    starts, base = [], 0  # the first window of each trajectory (windows are ordered file, trajectory, time)
+    for header in dataset.headers:
+        per_traj = n_windows(header.n_steps, n_in, longest, dt_stride)
+        starts += [base + traj * per_traj for traj in range(header.n_trajectories)]
+        base += per_traj * header.n_trajectories
+    starts = starts[:max_samples] if max_samples > 0 else starts
+    device = accelerator.device if accelerator is not None else torch.device(device)
+    sums = {h: torch.zeros((), dtype=torch.float64) for h in kept}
+    count = torch.zeros(())
+    example = None
+    for chunk in _batched(_sharded(starts, accelerator), batch_size):
+        inputs = _stack(dataset, chunk, "input_fields").to(device)
+        truth = _stack(dataset, chunk, "output_fields")
+        pred = model.rollout(inputs, n_steps=longest, field_names=dataset.field_names,
+                             periodic=list(dataset.periodic)).float().cpu()
+        truth, pred = dataset.normalizer.denormalize(truth), dataset.normalizer.denormalize(pred)
+        per_step = vrmse(pred, truth, n_spatial_dims=dataset.n_spatial_dims).mean(dim=-1)  # [B, T]
+        for h in kept:
+            sums[h] += per_step[:, h - 1].double().sum()
+        count += len(chunk)
+        if example is None:
+            example = (truth[0], pred[0], list(dataset.field_names))
+    reduced = _reduce_means({str(h): v for h, v in sums.items()}, count, accelerator)
+    result = {h: reduced[str(h)] for h in kept}
+    return (result, example) if return_example else result
+
+
+@torch.no_grad()
+def evaluate_tokeniser(model, datasets: Sequence, ratios: Sequence[tuple[int, int]], batch_size: int = 8,
+                       max_samples: int = 64, accelerator=None,
+                       device: torch.device | str = "cpu") -> dict[str, float]:
+    """Reconstruction metrics of a tokeniser at each ``(spatial, temporal)`` ratio, in physical units.
+
+    Returns ``vrmse@s{S}t{T}`` per ratio, their mean ``vrmse``, and the spectral errors averaged over
+    ratios (``spectral_mse_{low,mid,high}``), each averaged over the datasets' windows."""
+    was_training = model.training
+    model.eval()
+    device = accelerator.device if accelerator is not None else torch.device(device)
+    results: dict[str, float] = {}
+    spectral: dict[str, list[float]] = {}
+    try:
+        for s, t in ratios:
+            sums: dict[str, torch.Tensor] = {}
+            count = torch.zeros(())
+            for dataset in datasets:
+                for chunk in _batched(_sharded(eval_indices(len(dataset), max_samples), accelerator), batch_size):
+                    clip = _stack(dataset, chunk, "input_fields").to(device)
+                    out = model(clip, spatial_compression=s, temporal_compression=t,
+                                field_names=dataset.field_names, periodic=list(dataset.periodic), return_loss=False)
+                    metrics = _sample_metrics(dataset.normalizer.denormalize(out.reconstruction.float()).cpu(),
+                                              dataset.normalizer.denormalize(clip).cpu(), dataset.n_spatial_dims)
+                    for key, value in metrics.items():
+                        sums[key] = sums.get(key, torch.zeros((), dtype=torch.float64)) + value.double().sum()
+                    count += len(chunk)
+            reduced = _reduce_means(sums, count, accelerator)
+            results[f"vrmse@s{s}t{t}"] = reduced["vrmse"]
+            for key, value in reduced.items():
+                if key != "vrmse":
+                    spectral.setdefault(key, []).append(value)
+    finally:
+        model.train(was_training)
+    results["vrmse"] = float(np.mean([results[f"vrmse@s{s}t{t}"] for s, t in ratios]))
+    results.update({key: float(np.mean(values)) for key, values in spectral.items()})
+    return results
+
+
+def plot_rollout(truth: torch.Tensor, prediction: torch.Tensor, path: str | os.PathLike,
+                 field_names: Sequence[str] | None = None, field: int | str = 0, n_columns: int = 5,
+                 title: str | None = None) -> Path:
+    """Truth / prediction / |error| rows at up to ``n_columns`` rollout steps, for one 2-D field.
+
+    ``truth`` and ``prediction``: ``[T, H, W, C]`` (physical units). 3-D data shows the middle slice."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    if isinstance(field, str):
+        field = list(field_names or []).index(field)
+    name = field_names[field] if field_names else f"field {field}"
+    truth, prediction = truth[..., field].float(), prediction[..., field].float()
+    while truth.ndim > 3:  # [T, H, W, D...] -> middle slice
+        truth, prediction = truth[..., truth.shape[-1] // 2], prediction[..., prediction.shape[-1] // 2]
+    n_steps = truth.shape[0]
+    columns = sorted({int(round(x)) for x in np.linspace(0, n_steps - 1, min(n_columns, n_steps))})
+    error = (prediction - truth).abs()
+    vmin, vmax = float(truth.min()), float(truth.max())
+    emax = float(error.max()) or 1.0
+    fig, axes = plt.subplots(3, len(columns), figsize=(2.1 * len(columns), 6.2), squeeze=False,
+                             constrained_layout=True)
+    rows = (("truth", truth, "viridis", vmin, vmax), ("prediction", prediction, "viridis", vmin, vmax),
+            ("|error|", error, "magma", 0.0, emax))
+    for r, (label, data, cmap, lo, hi) in enumerate(rows):
+        for c, step in enumerate(columns):
+            ax = axes[r][c]
+            image = ax.imshow(data[step].T.numpy(), origin="lower", cmap=cmap, vmin=lo, vmax=hi)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"step {step + 1}", fontsize=9)
+            if c == 0:
+                ax.set_ylabel(label)
+        fig.colorbar(image, ax=list(axes[r]), shrink=0.8)
+    fig.suptitle(title or f"rollout: {name}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def summarise(metrics: dict[str, float], keys: Callable[[str], bool] = lambda k: True) -> str:
+    """A two-column text table of ``metrics``."""
+    rows = [(k, v) for k, v in metrics.items() if keys(k)]
+    width = max((len(k) for k, _ in rows), default=6)
+    lines = [f"{'metric'.ljust(width)}  value", f"{'-' * width}  {'-' * 12}"]
+    lines += [f"{k.ljust(width)}  {v:.6g}" if isinstance(v, float) and math.isfinite(v) else f"{k.ljust(width)}  {v}"
+              for k, v in rows]
+    return "\n".join(lines)

@@ -1,0 +1,135 @@
+"""Tiny real training runs in-process: both stages, frozen vs finetuned tokeniser, exact resume,
+NaN stop, misfit tokeniser refusal, learning, and `physfm evaluate`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from test_training_common import TINY_DYNAMICS, TINY_TOKENISER, make_dataset, weights
+
+from physfm.training.evaluate import main as evaluate_main
+from physfm.training.trainer import NonFiniteLossError, train
+
+COMMON = {"per_device_train_batch_size": 2, "max_eval_samples": 2, "max_rollout_samples": 1, "disable_tqdm": True,
+          "logging_steps": 1, "count_flops": True}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    return {"adv": make_dataset(root / "adv"),
+            "other": make_dataset(root / "other", fields=("pressure", "tracer"), seed=1, name="other"),
+            "unknown": make_dataset(root / "unknown", fields=("density",), seed=2, name="unknown")}
+
+
+@pytest.fixture(scope="module")
+def tokeniser(data, tmp_path_factory):
+    """Stage 1 on a two-dataset mixture with different field sets, two spatial x two temporal ratios."""
+    out = tmp_path_factory.mktemp("tok")
+    result = train(stage="tokeniser", data=[data["adv"], data["other"]], output_dir=out, max_steps=4, eval_steps=2,
+                   save_steps=2, spatial_compression=[2, 4], temporal_compression=[1, 2], learning_rate=3e-3,
+                   model_config=TINY_TOKENISER, **COMMON)
+    return out, result
+
+
+def test_tokeniser_stage_outputs(tokeniser):
+    out, result = tokeniser
+    assert result.steps == 4 and [e["step"] for e in result.history] == [2, 4]
+    ratios = {k for k in result.history[-1] if k.startswith("vrmse@")}
+    assert ratios == {"vrmse@s2t1", "vrmse@s2t2", "vrmse@s4t1", "vrmse@s4t2"}  # one checkpoint, all ratios
+    assert all(torch.isfinite(torch.tensor(v)) for v in result.history[-1].values())
+    config = json.loads((out / "config.json").read_text())
+    assert config["model_type"] == "physfm_tokeniser"
+    assert set(config["field_names"]) == {"tracer", "velocity_x", "velocity_y", "pressure"}  # union of the mixture
+    for name in ("metrics.json", "learning_curve.csv", "learning_curve.png", "checkpoint-2", "checkpoint-4"):
+        assert (out / name).exists(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["compute"]["flops_per_step"] > 0
+    assert metrics["compute"]["total_flops"] == pytest.approx(4 * metrics["compute"]["flops_per_step"])
+    assert metrics["history"] == result.history
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_dynamics_frozen_vs_finetuned_tokeniser(data, tokeniser, tmp_path, freeze):
+    tok_dir, _ = tokeniser
+    before = weights(tok_dir)
+    result = train(stage="dynamics", data=[data["adv"]], output_dir=tmp_path, tokeniser=str(tok_dir),
+                   freeze_tokeniser=freeze, spatial_compression=4, max_steps=3, eval_steps=3, save_steps=3,
+                   learning_rate=1e-2, rollout_horizons=[1, 3], model_config=TINY_DYNAMICS, **COMMON)
+    after = {k.removeprefix("tokeniser."): v for k, v in weights(tmp_path).items() if k.startswith("tokeniser.")}
+    assert after.keys() == before.keys()
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    if freeze:
+        assert changed == []  # bit-identical
+        # and no optimiser state was allocated for it: only the processor's parameters are in the optimiser
+        optimizer = torch.load(tmp_path / "checkpoint-3" / "optimizer.bin", weights_only=True)
+        n_processor = sum(1 for k in weights(tmp_path) if k.startswith("processor."))
+        assert len(optimizer["state"]) == n_processor
+    else:
+        assert len(changed) > len(before) // 2
+    assert set(result.rollout_vrmse) == {1, 3} and (tmp_path / "rollout.png").exists()
+    assert {"vrmse", "spectral_mse_low", "spectral_mse_mid", "spectral_mse_high"} <= set(result.history[-1])
+
+
+def test_resume_is_exact(data, tmp_path):
+    settings = dict(stage="dynamics", data=[data["adv"]], max_steps=6, eval_steps=3, save_steps=3,
+                    learning_rate=3e-3, rollout_horizons=[1],
+                    model_config={**TINY_DYNAMICS, "hidden_dropout": 0.1, "tokeniser_config": TINY_TOKENISER},
+                    spatial_compression=4, **COMMON)
+    full = train(output_dir=tmp_path / "full", **settings)
+    # A second run that only has checkpoint-3 of the first (as after a crash) and resumes from it.
+    (tmp_path / "resumed").mkdir()
+    shutil.copytree(tmp_path / "full" / "checkpoint-3", tmp_path / "resumed" / "checkpoint-3")
+    resumed = train(output_dir=tmp_path / "resumed", resume_from_checkpoint="latest", **settings)
+    assert [e["loss"] for e in resumed.train_log] == [e["loss"] for e in full.train_log]  # same data, same losses
+    assert resumed.history == full.history
+    a, b = weights(tmp_path / "full"), weights(tmp_path / "resumed")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.compute["total_flops"] == full.compute["total_flops"]
+
+
+def test_non_finite_loss_stops_with_step_and_checkpoint(data, tmp_path):
+    with pytest.raises(NonFiniteLossError, match=r"diverged at step [2-9].*Last good checkpoint: .*checkpoint-[1-8]"):
+        train(stage="dynamics", data=[data["adv"]], output_dir=tmp_path, max_steps=30, save_steps=1, eval_steps=0,
+              learning_rate=1e30, max_grad_norm=0, lr_scheduler_type="constant", rollout_horizons=[1],
+              model_config={**TINY_DYNAMICS, "tokeniser_config": TINY_TOKENISER}, spatial_compression=4, **COMMON)
+
+
+def test_misfit_tokeniser_is_refused_before_training(data, tokeniser, tmp_path):
+    tok_dir, _ = tokeniser
+    with pytest.raises(ValueError, match=r"does not know fields \['density'\]"):
+        train(stage="dynamics", data=[data["unknown"]], output_dir=tmp_path, tokeniser=str(tok_dir), max_steps=2)
+    assert not list(tmp_path.glob("checkpoint-*"))
+
+
+def test_loss_decreases(data, tmp_path):
+    result = train(stage="tokeniser", data=[data["adv"]], output_dir=tmp_path, max_steps=40, eval_steps=10,
+                   save_steps=0, spatial_compression=[2], temporal_compression=[1], learning_rate=5e-3,
+                   lr_scheduler_type="constant", model_config={**TINY_TOKENISER, "channel_multipliers": [1, 2]},
+                   **{**COMMON, "count_flops": False, "per_device_train_batch_size": 4})
+    losses = [e["loss"] for e in result.train_log]
+    assert sum(losses[-8:]) < 0.7 * sum(losses[:8])
+    assert result.history[-1]["vrmse"] < 0.7 * result.history[0]["vrmse"]  # valid error, physical units
+
+
+def test_evaluate_cli(data, tmp_path, capsys):
+    run = tmp_path / "run"
+    train(stage="dynamics", data=[data["adv"]], output_dir=run, max_steps=2, eval_steps=2, save_steps=2,
+          rollout_horizons=[1], model_config={**TINY_DYNAMICS, "tokeniser_config": TINY_TOKENISER},
+          spatial_compression=4, **COMMON)
+    for checkpoint in (run, run / "checkpoint-2"):  # a saved model and a training checkpoint
+        out = tmp_path / f"eval-{checkpoint.name}"
+        assert evaluate_main([str(checkpoint), "--data", str(data["adv"]), "--output_dir", str(out),
+                              "--horizons", "1", "2", "--max_samples", "2"]) == 0
+        table = capsys.readouterr().out
+        assert "vrmse" in table and "spectral_mse_high" in table and "step 2" in table
+        payload = json.loads((out / "metrics.json").read_text())
+        assert set(payload["rollout_vrmse"]) == {"1", "2"} and (out / "rollout.png").stat().st_size > 1000
+    metrics = json.loads((tmp_path / "eval-run" / "metrics.json").read_text())
+    saved = json.loads((tmp_path / "eval-checkpoint-2" / "metrics.json").read_text())
+    assert metrics["next_frame"] == saved["next_frame"]  # same weights whichever way they were loaded
+    with pytest.raises(FileNotFoundError, match="no directory"):
+        evaluate_main([str(tmp_path / "nope"), "--data", str(data["adv"])])
