@@ -1,6 +1,6 @@
 """Dynamics-training throughput on this machine, and 1 -> 2 process scaling on CPU.
 
-Both runs train the same model on the same global batches (16 windows per step: one process with
+Both runs train the same model on the same global batches (8 windows per step: one process with
 2 accumulation steps vs two processes with 1), each as a real `accelerate launch` job, and report
 samples/s over the training steps only (start-up, evaluation and checkpoints excluded).
 
@@ -66,9 +66,9 @@ def run(data: Path, out: Path, processes: int, steps: int, per_device: int, accu
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--resolution", type=int, default=32)
-    parser.add_argument("--per_device_batch", type=int, default=8)
+    parser.add_argument("--per_device_batch", type=int, default=4)
     parser.add_argument("--keep", default=None, help="keep data and runs in this directory")
     args = parser.parse_args()
     root = Path(args.keep or tempfile.mkdtemp(prefix="physfm-bench-"))

@@ -16,7 +16,7 @@ mid-download and never recovers, which is what a dead network link looks like.
 
 Usage in a test module::
 
-    from hub_server import hub_server  # noqa: F401  (pytest fixture)
+    pytest_plugins = ["hub_server"]  # registers the `hub_server` fixture
 
     def test_something(hub_server):
         hub_server.endpoint      # "http://127.0.0.1:PORT", also exported as HF_ENDPOINT
@@ -38,7 +38,6 @@ import sys
 import tempfile
 import threading
 from dataclasses import dataclass, field
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlsplit
@@ -176,6 +175,16 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as httpx expects
 
     # -- plumbing --------------------------------------------------------------------------------
+    def setup(self) -> None:
+        super().setup()
+        with self.server.hub._lock:
+            self.server.hub._connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.server.hub._lock:
+            self.server.hub._connections.discard(self.connection)
+        super().finish()
+
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - stdlib signature
         self.server.hub.log.append(f"{self.command} {self.path} -> {args[1] if len(args) > 1 else ''}")
 
@@ -574,6 +583,8 @@ class HubServer:
         self.drop_downloads = False
         self.dropped = 0
         self._httpd: _HubHTTPServer | None = None
+        self._connections: set[socket.socket] = set()  # open keep-alive connections, closed by stop()
+        self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
 
     @property
@@ -600,6 +611,11 @@ class HubServer:
         if httpd is not None:
             httpd.shutdown()
             httpd.server_close()
+        with self._lock:  # a stopped server must not keep answering on pooled keep-alive connections
+            for connection in self._connections:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
+            self._connections.clear()
         if self._own_root:
             shutil.rmtree(self.root, ignore_errors=True)
 

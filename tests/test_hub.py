@@ -7,6 +7,7 @@ its own ``HF_HOME`` (so nothing is served from this process's imports or caches)
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import subprocess
 import sys
@@ -16,24 +17,33 @@ from pathlib import Path
 import pytest
 import torch
 from huggingface_hub import ModelCard
-from hub_server import hub_server  # noqa: F401  (pytest fixture)
 from safetensors.torch import load_file
 
 from physfm import hub
-from physfm.models import PhysfmTokeniserConfig, PhysfmTokeniserModel
+from physfm.models import (
+    PhysfmDynamicsConfig,
+    PhysfmDynamicsModel,
+    PhysfmTokeniserConfig,
+    PhysfmTokeniserModel,
+)
+
+pytest_plugins = ["hub_server"]  # the `hub_server` fixture
 
 REPO = "physfm/tokeniser-shear-flow"
 
-# Printed by the subprocesses and computed here the same way: one digest over all weights.
-DIGEST = """
-def digest(state):
+
+def digest(state: dict) -> str:
+    """One hash over all weights; the subprocesses run this same source."""
     import hashlib
+
     h = hashlib.sha256()
     for name in sorted(state):
-        h.update(name.encode()); h.update(state[name].detach().float().contiguous().numpy().tobytes())
+        h.update(name.encode())
+        h.update(state[name].detach().float().contiguous().numpy().tobytes())
     return h.hexdigest()
-"""
-exec(DIGEST)  # defines digest() here, identical to the subprocesses'
+
+
+DIGEST = inspect.getsource(digest)
 
 
 def tiny_tokeniser(seed: int) -> PhysfmTokeniserModel:
@@ -56,7 +66,7 @@ def publish_two_versions(server) -> dict[str, str]:
 
 def run_python(code: str, env: dict, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-c", DIGEST + textwrap.dedent(code)], env=env, cwd=cwd,
+        [sys.executable, "-c", DIGEST + "\n" + textwrap.dedent(code)], env=env, cwd=cwd,
         capture_output=True, text=True, timeout=120,
     )
 
@@ -110,6 +120,12 @@ def test_model_card_metadata_and_every_template_renders():
     dyn = ModelCard(str(hub.render_model_card(dynamics_config, "me/dyn", physical_system="shear_flow")))
     assert dyn.data.base_model == REPO and "physfm-dynamics" in dyn.data.tags and "kept frozen" in dyn.text
 
+    # A multi-system tokeniser: rows name their dataset, and the card lists them per dataset.
+    multi_rows = [dict(r, dataset=name) for name in ("shear_flow", "acoustic_wave") for r in rows]
+    multi = hub.render_model_card(model, "physfm/tokeniser-multi", physical_system="multi", eval_results=multi_rows)
+    assert sorted({r.dataset_name for r in multi.data.eval_results}) == ["acoustic_wave", "shear_flow"]
+    assert "| acoustic_wave | 2 | 1 | 0.1250 |" in str(multi) and "all the systems" in str(multi)
+
     with pytest.raises(ValueError, match="eval_results: a row lacks 'vrmse'"):
         hub.render_model_card(model, REPO, eval_results=[{"spatial_compression": 2, "temporal_compression": 1}])
     with pytest.raises(ValueError, match="model_type"):
@@ -144,6 +160,16 @@ def test_push_pull_revisions_and_clear_errors(hub_server, tmp_path, capsys):
     assert "revision dev" in capsys.readouterr().out
     assert hub_server.head(REPO, "dev") != hub_server.head(REPO)  # main untouched
 
+    # A dynamics model built on the published tokeniser: its card links the tokeniser as base model.
+    dynamics = PhysfmDynamicsModel(PhysfmDynamicsConfig(
+        tokeniser_config=tiny_tokeniser(0).config.to_dict(), n_steps_input=3, hidden_size=8, num_hidden_layers=1,
+        num_attention_heads=2, tokeniser_name_or_path=REPO, freeze_tokeniser=True))
+    hub.push_to_hub(dynamics, "me/dynamics-shear-flow", physical_system="shear_flow")
+    card = ModelCard(hub_server.file_bytes("me/dynamics-shear-flow", "README.md").decode())
+    assert card.data.base_model == REPO and "physfm-dynamics" in card.data.tags
+    assert "modeling_dynamics.py" in hub_server.store.repos["me/dynamics-shear-flow"].commits[
+        hub_server.head("me/dynamics-shear-flow")].files
+
     with pytest.raises(ValueError, match=r"repo_id: 'physfm/nope' does not exist"):
         hub.pull("physfm/nope")
     with pytest.raises(ValueError, match=r"revision: 'v9' does not exist in .*tag 'v1'"):
@@ -153,6 +179,10 @@ def test_push_pull_revisions_and_clear_errors(hub_server, tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match="checkpoint: .* has no config.json"):
         hub.push_to_hub(tmp_path, REPO)
     assert hub_server.errors == []
+
+    hub_server.stop()  # unreachable Hub: a clear connection error, not a traceback
+    with pytest.raises(hub.HubConnectionError, match="could not download 'physfm/other'@main from http://127.0.0.1"):
+        hub.pull("physfm/other")
 
 
 def test_cli_dispatcher_reports_missing_repo(hub_server, capsys):

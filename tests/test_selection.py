@@ -6,13 +6,15 @@ import json
 
 import pytest
 import torch
-from hub_server import hub_server  # noqa: F401  (pytest fixture)
+from huggingface_hub import ModelCard
 
 from physfm import hub
 from physfm.data import WellWindowDataset
 from physfm.models import PhysfmTokeniserConfig, PhysfmTokeniserModel
 from physfm.selection import evaluate_reconstruction, main, map_fields, select_tokeniser
 from physfm.simulate import generate
+
+pytest_plugins = ["hub_server"]  # the `hub_server` fixture
 
 # Both tokenisers share one vocabulary covering both systems, so every candidate can encode every
 # field and the ranking has to come from reconstruction quality, not from field coverage.
@@ -26,7 +28,7 @@ def tiny_config(**overrides) -> PhysfmTokeniserConfig:
     return PhysfmTokeniserConfig(**(kwargs | overrides))
 
 
-def train_tokeniser(data, seed: int, name: str) -> PhysfmTokeniserModel:
+def train_tokeniser(data, seed: int, name: str, steps: int = TRAIN_STEPS) -> PhysfmTokeniserModel:
     """A few dozen Adam steps of the autoencoding objective on single frames of one system."""
     torch.manual_seed(seed)
     tokeniser = PhysfmTokeniserModel(tiny_config())
@@ -34,7 +36,7 @@ def train_tokeniser(data, seed: int, name: str) -> PhysfmTokeniserModel:
     frames = torch.stack([dataset[i]["input_fields"] for i in range(len(dataset))])
     optimizer = torch.optim.Adam(tokeniser.parameters(), lr=1e-2)
     generator = torch.Generator().manual_seed(seed)
-    for _ in range(TRAIN_STEPS):
+    for _ in range(steps):
         batch = frames[torch.randint(len(frames), (8,), generator=generator)]
         loss = tokeniser(batch, spatial_compression=2, temporal_compression=1, field_names=dataset.field_names,
                          periodic=list(dataset.periodic), return_loss=True).loss
@@ -45,41 +47,57 @@ def train_tokeniser(data, seed: int, name: str) -> PhysfmTokeniserModel:
     return tokeniser.eval()
 
 
-@pytest.fixture(scope="module")
-def systems(tmp_path_factory):
+def make_systems(root, resolution=(16, 16), n_steps=4, train_steps=TRAIN_STEPS):
     """Two small simulated systems and a tokeniser trained on each."""
-    root = tmp_path_factory.mktemp("systems")
     data = {
-        name: generate(name, root / name, n_trajectories=5, resolution=(16, 16), n_steps=4, seed=0,
+        name: generate(name, root / name, n_trajectories=5, resolution=resolution, n_steps=n_steps, seed=0,
                        progress=False, split_fractions=(0.6, 0.2, 0.2))
         for name in ("shear_flow", "acoustic_wave")
     }
-    tokenisers = {name: train_tokeniser(path, seed, f"trained-on-{name}") for seed, (name, path) in enumerate(data.items())}
+    tokenisers = {name: train_tokeniser(path, seed, f"trained-on-{name}", train_steps)
+                  for seed, (name, path) in enumerate(data.items())}
     return data, tokenisers
 
 
-def test_in_domain_tokeniser_ranks_first_on_its_own_system(systems):
-    data, tokenisers = systems
+@pytest.fixture(scope="module")
+def systems(tmp_path_factory):
+    return make_systems(tmp_path_factory.mktemp("systems"))
+
+
+def assert_in_domain_first(data, tokenisers) -> None:
     for system, other in (("shear_flow", "acoustic_wave"), ("acoustic_wave", "shear_flow")):
         # The out-of-domain candidate is listed first so that a no-op ranking would fail.
         report = select_tokeniser(data[system], [tokenisers[other], tokenisers[system]], max_samples=4)
         first, second = report.candidates
         assert first.result is not None and second.result is not None
-        assert first.result.vrmse < second.result.vrmse, report.table()
-        assert first.rank == 1 and report.recommendation == first.candidate
-        assert first.result.vrmse_per_field.keys() == set(report.data_fields)
+        assert (first.candidate, second.candidate) == (f"trained-on-{system}", f"trained-on-{other}"), report.table()
+        assert first.result.vrmse < second.result.vrmse and first.rank == 1
+        assert report.recommendation == first.candidate and first.candidate in report.summary()
         assert first.mapped_fields == report.data_fields and first.unmapped_fields == []
-        assert (first.candidate, second.candidate) == (f"trained-on-{system}", f"trained-on-{other}")
+        # Fields that are spatially constant in every sampled frame (a uniform medium) have no VRMSE.
+        constant = {"density", "speed_of_sound"} if system == "acoustic_wave" else set()
+        assert first.result.vrmse_per_field.keys() == set(report.data_fields) - constant
         vrmse_in = evaluate_reconstruction(tokenisers[system], data[system], compressions=[(2, 1)], max_samples=4)[0]
         assert first.result.vrmse == pytest.approx(vrmse_in.vrmse)
+
+
+def test_in_domain_tokeniser_ranks_first_on_its_own_system(systems):
+    assert_in_domain_first(*systems)
+
+
+@pytest.mark.slow
+def test_in_domain_tokeniser_ranks_first_after_a_few_hundred_steps(tmp_path):
+    assert_in_domain_first(*make_systems(tmp_path, resolution=(32, 32), n_steps=6, train_steps=300))
 
 
 def test_evaluate_reconstruction_covers_every_served_ratio(systems):
     data, tokenisers = systems
     results = evaluate_reconstruction(tokenisers["shear_flow"], data["shear_flow"], max_samples=3)
     assert [(r.spatial_compression, r.temporal_compression) for r in results] == [(2, 1), (2, 2)]
+    clips = WellWindowDataset(data["shear_flow"], split="valid", n_steps_input=3, n_steps_output=0)
+    assert len(clips) >= 2
     for r in results:
-        assert r.n_samples == 2  # the valid split holds one 4-step trajectory: 2 clips of 3 frames
+        assert r.n_samples == min(3, len(clips))  # clips of 1 + lcm(1, 2) = 3 frames
         assert 0 < r.vrmse < 10 and all(v >= 0 for v in (r.spectral_nmse_low, r.spectral_nmse_mid, r.spectral_nmse_high))
     card = hub.render_model_card(tokenisers["shear_flow"], "physfm/tokeniser-shear-flow",
                                  physical_system="shear_flow", eval_results=results)
@@ -117,6 +135,14 @@ def test_cli_ranks_hub_candidates_and_explains_unusable_ones(systems, hub_server
     assert "does not exist" in by_name["physfm/does-not-exist"]["reason"]
     assert by_name["physfm/does-not-exist"]["result"] is None and set(order[3:]) == {
         str(tmp_path / "gray"), "physfm/does-not-exist"}
+
+    # `physfm hub push --data` evaluates the checkpoint on the valid split and puts the results in the card.
+    assert hub.main(["push", str(tmp_path / "acoustic"), "--repo-id", "physfm/tokeniser-acoustic-wave",
+                     "--data", str(data["acoustic_wave"]), "--eval-samples", "2"]) == 0
+    card = ModelCard(hub_server.file_bytes("physfm/tokeniser-acoustic-wave", "README.md").decode())
+    assert card.data.physical_system == "acoustic_wave"
+    assert [r.dataset_config for r in card.data.eval_results] == ["spatial2-temporal1", "spatial2-temporal2"]
+    assert all(r.metric_type == "vrmse" and r.dataset_split == "valid" for r in card.data.eval_results)
 
     with pytest.raises(FileNotFoundError, match="data: .* does not exist"):
         select_tokeniser(tmp_path / "missing", ["physfm/tokeniser-shear-flow"])

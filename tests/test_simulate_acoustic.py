@@ -127,3 +127,17 @@ def test_spec_and_user_errors():
         acoustic.solve_acoustic(
             torch.zeros(1, 8, 8), torch.zeros(1, 2, 8, 8), -torch.ones(1, 8, 8), 1.0, (1, 1), 0.1, 1
         )
+
+
+def test_generate_writes_a_readable_well_dataset(tmp_path):
+    from physfm.data import WellWindowDataset
+    from physfm.simulate import generate
+
+    path = generate(
+        "acoustic_wave", tmp_path / "ac", n_trajectories=2, resolution=(8, 8), n_steps=3, progress=False
+    )
+    ds = WellWindowDataset(path, split="train", n_steps_input=2, n_steps_output=1, normalize=False)
+    assert ds.field_names == ["pressure", "density", "speed_of_sound", "velocity_x", "velocity_y"]
+    assert tuple(ds.periodic) == (True, True) and tuple(ds.spatial_shape) == (8, 8)
+    fields = ds[0]["input_fields"]
+    torch.testing.assert_close(fields[..., 2], torch.sqrt(acoustic.BULK_MODULUS / fields[..., 1]))

@@ -33,7 +33,9 @@ def test_registry_holds_the_four_systems_with_consistent_specs():
         assert spec.name == name
         assert len(spec.periodic) == len(spec.domain) == len(spec.default_resolution) == len(spec.axis_names)
         components = [c for comps in spec.vector_fields.values() for c in comps]
-        assert set(components) <= set(spec.field_names) and len(set(spec.field_names)) == len(spec.field_names)
+        assert set(components) <= set(spec.field_names) and len(set(spec.field_names)) == len(
+            spec.field_names
+        )
         assert spec.dt > 0 and spec.default_n_steps > 0
         draws = spec.sample_parameters(3, torch.Generator().manual_seed(0))
         assert len(draws) == 3 and draws == spec.sample_parameters(3, torch.Generator().manual_seed(0))
@@ -91,17 +93,34 @@ def test_generate_with_fixed_parameters_and_the_well_reader(tmp_path):
     assert len(files) == 1  # both trajectories share (F, k) -> one file, as in The Well
     with h5py.File(files[0]) as f:
         assert (float(f.attrs["F"]), float(f.attrs["k"])) == (0.03, 0.062)
-    well = WellDataset(path=str(path / "data" / "train"), n_steps_input=1, n_steps_output=1, use_normalization=False)
+    well = WellDataset(
+        path=str(path / "data" / "train"), n_steps_input=1, n_steps_output=1, use_normalization=False
+    )
     assert well[0]["input_fields"].shape == (1, 16, 16, 2)
 
 
 def test_cli_writes_a_dataset_and_reports_user_errors(tmp_path, capsys):
     out = tmp_path / "sf"
-    argv = ["shear_flow", "--out", str(out), "--n-trajectories", "1", "--resolution", "16x32", "--n-steps", "1"]
+    argv = [
+        "shear_flow",
+        "--out",
+        str(out),
+        "--n-trajectories",
+        "1",
+        "--resolution",
+        "16x32",
+        "--n-steps",
+        "1",
+    ]
     argv += ["--reynolds", "1e5", "--schmidt", "2", "--n-shear", "4", "--n-blobs", "3", "--width", "0.5"]
     assert main(argv + ["--no-progress"]) == 0
     with h5py.File(next((out / "data" / "train").glob("*.hdf5"))) as f:
-        assert (f.attrs["Reynolds"], f.attrs["Schmidt"], f.attrs["n_shear"], f.attrs["width"]) == (1e5, 2.0, 4, 0.5)
+        assert (f.attrs["Reynolds"], f.attrs["Schmidt"], f.attrs["n_shear"], f.attrs["width"]) == (
+            1e5,
+            2.0,
+            4,
+            0.5,
+        )
         tracer = f["t0_fields"]["tracer"][0]
     expected = simulate.shear_flow(
         reynolds=1e5, schmidt=2.0, n_shear=4, n_blobs=3, width=0.5, resolution=(16, 32), n_steps=1

@@ -232,3 +232,23 @@ def test_user_errors_are_value_errors():
     bad[0, 0, 0, 0] = -1.0
     with pytest.raises(ValueError, match="positive density"):
         euler.solve_euler(bad, 1.4, (0.125, 0.125), 0.01, 1)
+
+
+@pytest.mark.parametrize(
+    "name, periodic",
+    [("euler_multi_quadrants", (True, True)), ("euler_multi_quadrants_openBC", (False, False))],
+)
+def test_generate_writes_a_readable_well_dataset(tmp_path, name, periodic):
+    from physfm.data import WellWindowDataset
+    from physfm.simulate import generate
+
+    path = generate(
+        name, tmp_path / name, n_trajectories=2, resolution=(8, 8), n_steps=3, progress=False, gamma=1.4
+    )
+    ds = WellWindowDataset(path, split="train", n_steps_input=2, n_steps_output=1, normalize=False)
+    assert ds.field_names == ["energy", "density", "pressure", "momentum_x", "momentum_y"]
+    assert tuple(ds.periodic) == periodic and tuple(ds.spatial_shape) == (8, 8)
+    fields = ds[0]["input_fields"]
+    rho, e, p = fields[..., 1], fields[..., 0], fields[..., 2]
+    kinetic = 0.5 * fields[..., 3:].square().sum(-1) / rho
+    torch.testing.assert_close(p, 0.4 * (e - kinetic), rtol=1e-4, atol=1e-5)  # gamma = 1.4 was fixed

@@ -140,8 +140,12 @@ def test_species_stay_bounded_and_patterns_develop():
 def test_deterministic_and_batch_independent():
     params = SPEC.sample_parameters(3, torch.Generator().manual_seed(4))
     assert params == SPEC.sample_parameters(3, torch.Generator().manual_seed(4))
-    batch = simulate.simulate_system("gray_scott_reaction_diffusion", params, (16, 16), 2, dtype=torch.float64)
-    alone = simulate.simulate_system("gray_scott_reaction_diffusion", params[1:2], (16, 16), 2, dtype=torch.float64)
+    batch = simulate.simulate_system(
+        "gray_scott_reaction_diffusion", params, (16, 16), 2, dtype=torch.float64
+    )
+    alone = simulate.simulate_system(
+        "gray_scott_reaction_diffusion", params[1:2], (16, 16), 2, dtype=torch.float64
+    )
     assert set(batch) == {"A", "B"} and batch["A"].shape == (3, 3, 16, 16)
     torch.testing.assert_close(batch["B"][1:2], alone["B"], rtol=0, atol=1e-13)
     other = dict(params[1], seed=params[1]["seed"] + 1)
@@ -158,7 +162,11 @@ def test_fixing_a_pattern_fixes_its_rates():
 
 @pytest.mark.parametrize(
     ("kwargs", "needle"),
-    [({"pattern": "zebra"}, "pattern"), ({"initial_condition": "noise"}, "initial_condition"), ({"f": -0.1}, "f")],
+    [
+        ({"pattern": "zebra"}, "pattern"),
+        ({"initial_condition": "noise"}, "initial_condition"),
+        ({"f": -0.1}, "f"),
+    ],
 )
 def test_bad_arguments_raise_clear_errors(kwargs, needle):
     with pytest.raises(ValueError, match=needle):

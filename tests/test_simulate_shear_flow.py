@@ -97,7 +97,9 @@ def test_grid_and_initial_condition_follow_the_well():
     coords = SPEC.coordinates(res)
     np.testing.assert_allclose(coords["x"], np.arange(8) / 8)
     np.testing.assert_allclose(coords["y"], -1 + 2 * np.arange(16) / 16)
-    out = simulate.shear_flow(reynolds=1e4, schmidt=1.0, n_shear=2, n_blobs=2, width=1.0, resolution=res, n_steps=0)
+    out = simulate.shear_flow(
+        reynolds=1e4, schmidt=1.0, n_shear=2, n_blobs=2, width=1.0, resolution=res, n_steps=0
+    )
     assert set(out) == set(SPEC.field_names) and out["tracer"].shape == (1, 8, 16)
     ux, uy = out["velocity_x"][0].numpy(), out["velocity_y"][0].numpy()
     assert np.array_equal(out["tracer"][0].numpy(), ux) and not out["pressure"].any()
@@ -110,7 +112,9 @@ def test_grid_and_initial_condition_follow_the_well():
 
 def test_divergence_free_and_conservation():
     res = (16, 32)
-    out = simulate.shear_flow(reynolds=5e4, schmidt=2.0, n_shear=4, n_blobs=2, width=1.0, resolution=res, n_steps=4)
+    out = simulate.shear_flow(
+        reynolds=5e4, schmidt=2.0, n_shear=4, n_blobs=2, width=1.0, resolution=res, n_steps=4
+    )
     kx = 2 * np.pi * np.fft.fftfreq(16, 1 / 16)[:, None]
     ky = 2 * np.pi * np.fft.fftfreq(32, 1 / 32)[None, :] / 2.0
     ux, uy = out["velocity_x"].numpy(), out["velocity_y"].numpy()
@@ -136,7 +140,10 @@ def test_single_fourier_mode_decays_at_the_viscous_rate():
     x, y = torch.meshgrid(*(torch.tensor(c) for c in SPEC.coordinates(res).values()), indexing="ij")
     kx, ky = 2 * math.pi, 2 * math.pi
     psi = amp * torch.cos(kx * x) * torch.cos(ky * y)
-    ux, uy = -amp * ky * torch.cos(kx * x) * torch.sin(ky * y), amp * kx * torch.sin(kx * x) * torch.cos(ky * y)
+    ux, uy = (
+        -amp * ky * torch.cos(kx * x) * torch.sin(ky * y),
+        amp * kx * torch.sin(kx * x) * torch.cos(ky * y),
+    )
     solver = ShearFlowSolver(torch.tensor([reynolds]), torch.tensor([schmidt]), res, torch.device("cpu"))
     state, mean = solver.state_from_grid(ux[None], uy[None], psi[None])
     energy0 = (ux**2 + uy**2).mean()
@@ -147,7 +154,9 @@ def test_single_fourier_mode_decays_at_the_viscous_rate():
         f = solver.fields(state, mean)
         energy = (f["velocity_x"] ** 2 + f["velocity_y"] ** 2).mean()
         torch.testing.assert_close(energy, energy0 * math.exp(-2 * k2 * t / reynolds), rtol=1e-12, atol=0)
-        torch.testing.assert_close(f["tracer"][0], psi * math.exp(-k2 * t / (reynolds * schmidt)), rtol=0, atol=1e-12)
+        torch.testing.assert_close(
+            f["tracer"][0], psi * math.exp(-k2 * t / (reynolds * schmidt)), rtol=0, atol=1e-12
+        )
     assert math.exp(-2 * k2 * t / reynolds) < 0.2  # the decay is large enough to be tested
 
 
@@ -165,7 +174,9 @@ def test_cfl_stable_energy_non_increasing_and_patterns_develop():
     x_variation = (tracer - tracer.mean(dim=1, keepdim=True)).abs().amax(dim=(1, 2))
     assert x_variation[0] < 1e-12 and x_variation[-1] > 0.05, x_variation
     # The chosen substep respects the CFL limit the solver promises.
-    solver = ShearFlowSolver(torch.tensor([p["reynolds"]]), torch.tensor([p["schmidt"]]), (32, 64), torch.device("cpu"))
+    solver = ShearFlowSolver(
+        torch.tensor([p["reynolds"]]), torch.tensor([p["schmidt"]]), (32, 64), torch.device("cpu")
+    )
     state, mean = solver.state_from_grid(u[-1, ..., 0][None], u[-1, ..., 1][None], tracer[-1][None])
     dt = solver.max_stable_dt(state, mean)
     rate = (u[-1, ..., 0].abs() * 32 + u[-1, ..., 1].abs() * 32).max()
@@ -212,14 +223,13 @@ def test_bad_arguments_raise_clear_errors(kwargs, needle):
 
 
 @pytest.mark.slow
-def test_self_convergence_under_refinement():
-    """Doubling the resolution (and hence halving the CFL step) changes the solution at the
-    coarse grid points by far less than the solution itself: the spectral solution converges."""
-    p = dict(reynolds=1e4, schmidt=1.0, n_shear=2, n_blobs=2, width=2.0, n_steps=5)
-    coarse = simulate.shear_flow(**p, resolution=(32, 64))
-    fine = simulate.shear_flow(**p, resolution=(64, 128))
-    finer = simulate.shear_flow(**p, resolution=(128, 256))
-    for name in ("tracer", "velocity_x", "velocity_y", "pressure"):
-        e1 = (coarse[name][1:] - fine[name][1:, ::2, ::2]).abs().max()
-        e2 = (fine[name][1:] - finer[name][1:, ::2, ::2]).abs().max()
-        assert e2 < 0.2 * e1 + 1e-9, (name, float(e1), float(e2))
+def test_spectral_self_convergence_under_refinement():
+    """Doubling the resolution twice: the change at the coarse grid points must shrink by far
+    more than the 4x of a second-order method (spectral convergence). width = 0.5 keeps The
+    Well's initial condition smooth across the periodic boundary (wide layers, e.g. width = 2,
+    leave tanh tails there, a kink that limits any Fourier method, Dedalus included, to O(1/N))."""
+    p = dict(reynolds=1e4, schmidt=1.0, n_shear=2, n_blobs=2, width=0.5, n_steps=3)
+    runs = {n: simulate.shear_flow(**p, resolution=(n, 2 * n)) for n in (32, 64, 128)}
+    for name in SPEC.field_names:
+        e1, e2 = ((runs[n][name][1:] - runs[2 * n][name][1:, ::2, ::2]).abs().max() for n in (32, 64))
+        assert e2 < e1 / 100, (name, float(e1), float(e2))

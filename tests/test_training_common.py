@@ -16,6 +16,7 @@ import torch
 from physfm.data import write_well_dataset
 from physfm.training.arguments import parse_args
 from physfm.training.sampling import GlobalBatchPlan, rank_micro_batches
+from physfm.training.trainer import check_mixed_precision, cpu_has_native_bf16
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -124,3 +125,16 @@ def test_physfm_train_cli_reports_user_errors(tmp_path):
     assert result.returncode == 1
     assert "physfm train: error: --data" in result.stderr and "does not exist" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_mixed_precision_on_cpu():
+    cpu = torch.device("cpu")
+    check_mixed_precision("no", cpu)
+    with pytest.raises(ValueError, match="fp16: needs a GPU"):
+        check_mixed_precision("fp16", cpu)
+    if cpu_has_native_bf16():  # AVX512-BF16 / AMX: allowed, with a warning to measure first
+        with pytest.warns(UserWarning, match="often slower than fp32"):
+            check_mixed_precision("bf16", cpu)
+    else:  # e.g. AVX2: refused, saying why
+        with pytest.raises(ValueError, match="no native bf16"):
+            check_mixed_precision("bf16", cpu)

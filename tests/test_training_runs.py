@@ -111,8 +111,8 @@ def test_loss_decreases(data, tmp_path):
                    lr_scheduler_type="constant", model_config={**TINY_TOKENISER, "channel_multipliers": [1, 2]},
                    **{**COMMON, "count_flops": False, "per_device_train_batch_size": 4})
     losses = [e["loss"] for e in result.train_log]
-    assert sum(losses[-8:]) < 0.7 * sum(losses[:8])
-    assert result.history[-1]["vrmse"] < 0.7 * result.history[0]["vrmse"]  # valid error, physical units
+    assert sum(losses[-8:]) < 0.5 * sum(losses[:8])
+    assert result.history[-1]["loss"] < result.history[0]["loss"]  # on valid too
 
 
 def test_evaluate_cli(data, tmp_path, capsys):

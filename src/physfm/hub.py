@@ -131,11 +131,14 @@ def _eval_table(rows: Sequence[dict], split: str) -> str:
     if not rows:
         return "_Not evaluated yet._"
     has_spectral = any(r.get("spectral_nmse_high") is not None for r in rows)
-    head = "| spatial × | temporal × | VRMSE |" + (" spectral NMSE low / mid / high |" if has_spectral else "")
-    rule = "|---:|---:|---:|" + ("---|" if has_spectral else "")
+    by_dataset = len({r.get("dataset") or "" for r in rows}) > 1  # a multi-system tokeniser: one block per system
+    head = ("| dataset " if by_dataset else "") + "| spatial × | temporal × | VRMSE |"
+    head += " spectral NMSE low / mid / high |" if has_spectral else ""
+    rule = ("|---" if by_dataset else "") + "|---:|---:|---:|" + ("---|" if has_spectral else "")
     lines = [f"Reconstruction on the `{split}` split (normalised fields; lower is better).", "", head, rule]
-    for r in sorted(rows, key=lambda r: (r["spatial_compression"], r["temporal_compression"])):
-        line = f"| {r['spatial_compression']} | {r['temporal_compression']} | {float(r['vrmse']):.4f} |"
+    for r in sorted(rows, key=lambda r: (r.get("dataset") or "", r["spatial_compression"], r["temporal_compression"])):
+        line = f"| {r.get('dataset') or ''} " if by_dataset else ""
+        line += f"| {r['spatial_compression']} | {r['temporal_compression']} | {float(r['vrmse']):.4f} |"
         if has_spectral:
             bins = [r.get(f"spectral_nmse_{b}") for b in ("low", "mid", "high")]
             line += " " + " / ".join("–" if v is None else f"{float(v):.3g}" for v in bins) + " |"
@@ -215,9 +218,11 @@ def render_model_card(
         repo_id: Where the card will live (used in the usage snippet and to pick the template).
         physical_system: The system the checkpoint was trained on, e.g. ``"shear_flow"`` or ``"multi"``.
         eval_results: Rows with ``spatial_compression``, ``temporal_compression``, ``vrmse`` and optionally
-            ``spectral_nmse_{low,mid,high}``, e.g. from :func:`physfm.selection.evaluate_reconstruction`.
-            Each row becomes a ``model-index`` entry (metric ``vrmse`` on ``eval_split``).
-        dataset_name: Name of the evaluation dataset in the model-index (defaults to the physical system).
+            ``spectral_nmse_{low,mid,high}`` and ``dataset``, e.g. from
+            :func:`physfm.selection.evaluate_reconstruction`. Each row becomes a ``model-index`` entry
+            (metric ``vrmse`` on ``eval_split``); rows from several datasets are listed per dataset.
+        dataset_name: Name of the evaluation dataset in the model-index for rows that do not name one
+            (defaults to the physical system).
         datasets: Hub dataset ids for the ``datasets`` metadata field.
         license, tags, base_model: Card metadata; ``physfm`` and the model kind are always tagged.
         training: Free-form training facts (steps, data, hardware...) listed in the card.
@@ -233,8 +238,8 @@ def render_model_card(
         EvalResult(
             task_type="reconstruction" if facts["kind"] == "tokeniser" else "time-series-forecasting",
             task_name="Field reconstruction" if facts["kind"] == "tokeniser" else "Next-step prediction",
-            dataset_type=dataset_name,
-            dataset_name=dataset_name,
+            dataset_type=r.get("dataset") or dataset_name,
+            dataset_name=r.get("dataset") or dataset_name,
             dataset_split=eval_split,
             dataset_config=f"spatial{r['spatial_compression']}-temporal{r['temporal_compression']}",
             metric_type="vrmse",

@@ -27,6 +27,10 @@ from typing import Any
 import torch
 
 SPECTRAL_BINS = ("low", "mid", "high")
+# A frame whose field is spatially constant (normalised variance below this) has no defined VRMSE
+# (it divides by the variance): such (frame, field) entries are left out of the means, e.g. a uniform
+# medium's density, or a velocity that starts at rest.
+CONSTANT_VARIANCE = 1e-6
 
 
 @dataclass
@@ -35,12 +39,13 @@ class ReconstructionResult:
 
     spatial_compression: int
     temporal_compression: int
-    vrmse: float  # mean over samples, frames and fields
-    vrmse_per_field: dict[str, float]
+    vrmse: float  # mean over samples, frames and fields (spatially constant frames left out)
+    vrmse_per_field: dict[str, float]  # fields constant in every sampled frame are absent
     spectral_nmse_low: float
     spectral_nmse_mid: float
     spectral_nmse_high: float
     n_samples: int
+    dataset: str = ""  # the dataset's name (its HDF5 ``dataset_name``)
 
 
 def _tokeniser_of(model: Any):
@@ -101,8 +106,11 @@ def evaluate_reconstruction(
         batch_size: Windows per forward pass.
         field_names: The data fields to evaluate; default all that the vocabulary holds.
 
-    Every ratio is evaluated on the same clips of ``1 + k*lcm(t)`` frames, in normalised space,
-    with the data's own boundary conditions.
+    Every ratio is evaluated on the same clips of ``1 + lcm(t)`` frames, in normalised space, with
+    the data's own boundary conditions. VRMSE follows the_well's definition per frame and field;
+    frames where a field is spatially constant are left out of its means, since VRMSE divides by the
+    spatial variance. The spectral errors are pooled: the residual's power in each wavenumber bin
+    over the target's power in that bin.
     """
     from .data import WellWindowDataset
     from .metrics import binned_spectral_mse, vrmse
@@ -159,31 +167,41 @@ def evaluate_reconstruction(
     indices = sorted({round(i * (len(dataset) - 1) / max(n - 1, 1)) for i in range(n)})
     clips = torch.stack([dataset[i]["input_fields"] for i in indices])[..., channels].to(device)
 
+    dims = dataset.n_spatial_dims
     was_training = tokeniser.training
     tokeniser.eval()
     results = []
     try:
         for s, t in compressions:
-            errors, spectra = [], []
+            errors, defined, residual_power, target_power = [], [], [], []
             for batch in clips.split(batch_size):
                 latents = tokeniser.encode(batch, spatial_compression=s, temporal_compression=t,
                                            field_names=mapped, periodic=list(dataset.periodic))
                 recon = tokeniser.decode(latents, spatial_compression=s, temporal_compression=t, field_names=mapped,
                                          periodic=list(dataset.periodic), spatial_shape=tuple(batch.shape[2:-1]))
-                errors.append(vrmse(recon, batch, n_spatial_dims=dataset.n_spatial_dims))  # [B, T, C]
-                spectral = binned_spectral_mse(recon, batch, n_spatial_dims=dataset.n_spatial_dims)
-                spectra.append(torch.stack([spectral[f"nmse_{b}"] for b in SPECTRAL_BINS]))  # [3, B, T, C]
-            error = torch.cat(errors).flatten(0, 1)  # [samples*frames, C]
-            spectrum = torch.cat(spectra, dim=1).flatten(1, 2).mean(dim=(1, 2))  # [3]
+                errors.append(vrmse(recon, batch, n_spatial_dims=dims))  # [B, T, C]
+                defined.append(batch.flatten(2, -2).var(dim=2) > CONSTANT_VARIANCE)  # [B, T, C]
+                residual = binned_spectral_mse(recon, batch, n_spatial_dims=dims)
+                target = binned_spectral_mse(torch.zeros_like(batch), batch, n_spatial_dims=dims)  # target's power
+                residual_power.append(torch.stack([residual[f"mse_{b}"].sum() for b in SPECTRAL_BINS]))
+                target_power.append(torch.stack([target[f"mse_{b}"].sum() for b in SPECTRAL_BINS]))
+            error, mask = torch.cat(errors).flatten(0, 1), torch.cat(defined).flatten(0, 1)  # [samples*frames, C]
+            if not mask.any():
+                raise ValueError(f"data: every sampled frame of {str(dataset_dir)!r} is spatially constant; "
+                                 "reconstruction error relative to the variance is undefined.")
+            per_field = {f: float(error[mask[:, c], c].mean()) for c, f in enumerate(mapped) if mask[:, c].any()}
+            # Spectral error pooled over samples, frames and fields: the share of each bin's power that is wrong.
+            spectrum = torch.stack(residual_power).sum(0) / (torch.stack(target_power).sum(0) + 1e-12)
             results.append(ReconstructionResult(
                 spatial_compression=s,
                 temporal_compression=t,
-                vrmse=float(error.mean()),
-                vrmse_per_field={f: float(v) for f, v in zip(mapped, error.mean(dim=0), strict=True)},
+                vrmse=float(error[mask].mean()),
+                vrmse_per_field=per_field,
                 spectral_nmse_low=float(spectrum[0]),
                 spectral_nmse_mid=float(spectrum[1]),
                 spectral_nmse_high=float(spectrum[2]),
                 n_samples=len(indices),
+                dataset=dataset.dataset_name,
             ))
     finally:
         tokeniser.train(was_training)
@@ -251,8 +269,7 @@ class SelectionReport:
             ])
         widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
         fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-        lines = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
-        lines += [fmt.format(*row).rstrip() for row in rows]
+        lines = [fmt.format(*row).rstrip() for row in [header, ["-" * w for w in widths], *rows]]
         return "\n".join(lines)
 
     def to_dict(self) -> dict:

@@ -197,6 +197,20 @@ class PhysfmTokeniserPreTrainedModel(PreTrainedModel):
 class PhysfmTokeniserModel(PhysfmTokeniserPreTrainedModel):
     """Causal convolutional autoencoder for physical fields whose compression is chosen at run time.
 
+    - **Compression.** ``spatial_compression`` / ``temporal_compression`` may be any pair the config lists; the
+      same kernels run with run-time strides (2 or 1) in the encoder and run-time up-sampling factors in the
+      decoder.
+    - **Causality.** Time is padded on the left only, by repeating the first frame. Latent frame ``j`` sees input
+      frames ``<= j * t`` and decodes to frames ``(j - 1) * t + 1 ... j * t`` (frame 0 for ``j = 0``), as in
+      MAGVIT. So reconstructed frames up to ``tau`` never depend on input frames after ``tau`` whenever ``tau``
+      ends a latent frame's clip (``tau = j * t``; with ``t = 1`` that is every frame).
+    - **Boundaries.** ``periodic`` axes are padded circularly, others by replication; on periodic axes the model
+      is exactly shift-equivariant for shifts that are multiples of ``s`` (when the size is a multiple of ``s``).
+    - **Spatial sizes** that are not multiples of ``s`` are padded at the end (periodically continued on periodic
+      axes, edge-replicated elsewhere) and cropped back after decoding; latents then have ``ceil(n / s)`` cells.
+    - **Fields.** ``field_names`` picks rows of the input projection / output head: any subset of the
+      vocabulary, in any order. :meth:`add_fields` grows the vocabulary.
+
     Example:
 
     ```python

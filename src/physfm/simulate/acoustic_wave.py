@@ -304,6 +304,8 @@ def simulate(
     resolution = tuple(int(n) for n in resolution)
     if len(resolution) != 2 or min(resolution) < 4:
         raise ValueError(f"resolution: got {resolution}, expected two axes of at least 4 points")
+    if len(params_batch) == 0:
+        raise ValueError("params_batch: got an empty list, expected one parameter dict per trajectory")
     densities, pressures = [], []
     for i, params in enumerate(params_batch):
         params = dict(params)

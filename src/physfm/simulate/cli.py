@@ -35,13 +35,17 @@ def _split_fractions(text: str) -> tuple[float, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="physfm simulate", description="Simulate a physical system into a Well-format dataset.")
+    parser = _Parser(
+        prog="physfm simulate", description="Simulate a physical system into a Well-format dataset."
+    )
     sub = parser.add_subparsers(dest="system", metavar="NAME", required=True, parser_class=_Parser)
     for name, spec in SYSTEMS.items():
         p = sub.add_parser(name, help=spec.description, description=spec.description)
         res = "x".join(str(n) for n in spec.default_resolution)
         p.add_argument("--out", required=True, help="output dataset directory (written atomically)")
-        p.add_argument("--n-trajectories", type=int, default=8, help="trajectories over all splits (default 8)")
+        p.add_argument(
+            "--n-trajectories", type=int, default=8, help="trajectories over all splits (default 8)"
+        )
         p.add_argument("--resolution", default=None, help=f"grid points per axis as HxW (default {res})")
         p.add_argument(
             "--n-steps",
@@ -60,11 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
         p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-        group = p.add_argument_group("system parameters (drawn per trajectory from the system's grid when omitted)")
+        group = p.add_argument_group(
+            "system parameters (drawn per trajectory from the system's grid when omitted)"
+        )
         for param in spec.parameters:
             group.add_argument(
                 "--" + param.name.replace("_", "-"),
                 dest=f"param_{param.name}",
+                metavar=param.name.upper(),
                 type=param.type,
                 choices=param.choices,
                 default=None,

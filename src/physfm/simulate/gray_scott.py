@@ -112,7 +112,9 @@ def initial_condition(
     """The Well's random initial condition ``(A, B)`` [Nx, Ny] (float64) for one trajectory."""
     gen = torch.Generator().manual_seed(int(seed))
     if kind == "gaussians":
-        x, y = (torch.as_tensor(c, device=device) for c in grid_coordinates(DOMAIN, resolution, centred=False))
+        x, y = (
+            torch.as_tensor(c, device=device) for c in grid_coordinates(DOMAIN, resolution, centred=False)
+        )
         a = _normalise(1 - _random_gaussians(x, y, gen))
         b = _normalise(_random_gaussians(x, y, gen))
         return a, b

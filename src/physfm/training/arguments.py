@@ -143,7 +143,9 @@ class _Parser(HfArgumentParser):
 
 def build_parser(prog: str = "physfm train") -> HfArgumentParser:
     # allow_abbrev=False: a misspelt "--max_step" must be an error, not silently "--max_steps".
-    parser = _Parser(ARGUMENT_CLASSES, prog=prog, description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    description = ("Train a physfm tokeniser (--stage tokeniser) or dynamics model (--stage dynamics). A YAML/JSON "
+                   "config file may come first; flags after it override it.")
+    parser = _Parser(ARGUMENT_CLASSES, prog=prog, description=description, allow_abbrev=False)
     parser.usage = f"{prog} [CONFIG.yaml|CONFIG.json] [--flag value ...]"
     return parser
 
@@ -259,6 +261,15 @@ def validate(data_args: DataArguments, model_args: ModelArguments, training_args
         raise ValueError("--freeze_tokeniser: only meaningful for --stage dynamics (stage tokeniser trains it)")
     if any(h < 1 for h in training_args.rollout_horizons):
         raise ValueError(f"--rollout_horizons: got {training_args.rollout_horizons}, expected integers >= 1")
+    if training_args.report_to != "none":
+        import importlib.util
+
+        packages = {"tensorboard": ("tensorboard", "tensorboardX"), "trackio": ("trackio",), "wandb": ("wandb",)}
+        if not any(importlib.util.find_spec(p) for p in packages[training_args.report_to]):
+            raise ValueError(
+                f"--report_to {training_args.report_to}: the package is not installed; "
+                f"`pip install {packages[training_args.report_to][0]}` or use --report_to none"
+            )
     model_config_overrides(model_args)  # fail early on malformed JSON
 
 

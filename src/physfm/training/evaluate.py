@@ -62,14 +62,15 @@ def _classes(model_type: str | None, checkpoint: str):
 
 def evaluate_checkpoint(checkpoint: str, data: str, output_dir: str | None = None, split: str = "valid",
                         horizons: list[int] | None = None, max_samples: int = 64, batch_size: int = 8,
-                        field: str | None = None) -> dict[str, Any]:
+                        field: str | None = None, device: str | None = None) -> dict[str, Any]:
     """Evaluate ``checkpoint`` on ``data``'s ``split``; write ``metrics.json`` (and ``rollout.png``)
     into ``output_dir`` and return the metrics."""
     from ..data import WellWindowDataset
 
     if not Path(data).exists():
         raise FileNotFoundError(f"--data: {data!r} does not exist; expected a Well-format dataset directory")
-    model = load_model(checkpoint)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = load_model(checkpoint).to(device)
     out = Path(output_dir or "physfm_eval")
     out.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {"checkpoint": checkpoint, "data": str(data), "split": split,
@@ -78,9 +79,11 @@ def evaluate_checkpoint(checkpoint: str, data: str, output_dir: str | None = Non
         n_in, t = model.config.n_steps_input, model.config.temporal_compression
         dataset = WellWindowDataset(data, split=split, n_steps_input=n_in, n_steps_output=t)
         check_tokeniser_fits(model.tokeniser.config, [dataset], repr(checkpoint))
-        result["next_frame"] = evaluate_dynamics(model, dataset, batch_size=batch_size, max_samples=max_samples)
+        result["next_frame"] = evaluate_dynamics(model, dataset, batch_size=batch_size, max_samples=max_samples,
+                                                 device=device)
         rollout, example = rollout_metrics(model, data, horizons or [1, 2, 4, 8, 16], split=split,
-                                           max_samples=max_samples, batch_size=batch_size, return_example=True)
+                                           max_samples=max_samples, batch_size=batch_size, device=device,
+                                           return_example=True)
         result["rollout_vrmse"] = {str(h): v for h, v in rollout.items()}
         truth, prediction, names = example
         field_index = names.index(field) if field else 0
@@ -95,7 +98,7 @@ def evaluate_checkpoint(checkpoint: str, data: str, output_dir: str | None = Non
         dataset = WellWindowDataset(data, split=split, n_steps_input=n_frames, n_steps_output=0)
         check_tokeniser_fits(config, [dataset], repr(checkpoint))
         result["reconstruction"] = evaluate_tokeniser(model, [dataset], ratios, batch_size=batch_size,
-                                                      max_samples=max_samples)
+                                                      max_samples=max_samples, device=device)
     atomic_write_json(out / "metrics.json", result)
     result["json"] = str(out / "metrics.json")
     return result
@@ -121,9 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max_samples", type=int, default=64, help="windows / trajectories evaluated")
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--field", default=None, help="field shown in the rollout figure (default: the first)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     args = parser.parse_args(argv)
     result = evaluate_checkpoint(args.checkpoint, args.data, args.output_dir, args.split, args.horizons,
-                                 args.max_samples, args.batch_size, args.field)
+                                 args.max_samples, args.batch_size, args.field, args.device)
     print(format_table(result))
     print(f"\nwrote {result['json']}" + (f" and {result['figure']}" if "figure" in result else ""))
     return 0

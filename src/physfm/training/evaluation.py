@@ -158,8 +158,8 @@ def evaluate_tokeniser(model, datasets: Sequence, ratios: Sequence[tuple[int, in
                        device: torch.device | str = "cpu") -> dict[str, float]:
     """Reconstruction metrics of a tokeniser at each ``(spatial, temporal)`` ratio, in physical units.
 
-    Returns ``vrmse@s{S}t{T}`` per ratio, their mean ``vrmse``, and the spectral errors averaged over
-    ratios (``spectral_mse_{low,mid,high}``), each averaged over the datasets' windows."""
+    Returns ``vrmse@s{S}t{T}`` per ratio, their mean ``vrmse``, and the spectral errors and the
+    normalised-space MSE ``loss`` averaged over ratios, each averaged over the datasets' windows."""
     was_training = model.training
     model.eval()
     device = accelerator.device if accelerator is not None else torch.device(device)
@@ -174,8 +174,10 @@ def evaluate_tokeniser(model, datasets: Sequence, ratios: Sequence[tuple[int, in
                     clip = _stack(dataset, chunk, "input_fields").to(device)
                     out = model(clip, spatial_compression=s, temporal_compression=t,
                                 field_names=dataset.field_names, periodic=list(dataset.periodic), return_loss=False)
-                    metrics = _sample_metrics(dataset.normalizer.denormalize(out.reconstruction.float()).cpu(),
+                    recon = out.reconstruction.float()
+                    metrics = _sample_metrics(dataset.normalizer.denormalize(recon).cpu(),
                                               dataset.normalizer.denormalize(clip).cpu(), dataset.n_spatial_dims)
+                    metrics["loss"] = ((recon - clip) ** 2).flatten(1).mean(1).cpu()  # as trained: normalised
                     for key, value in metrics.items():
                         sums[key] = sums.get(key, torch.zeros((), dtype=torch.float64)) + value.double().sum()
                     count += len(chunk)

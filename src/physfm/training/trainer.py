@@ -128,15 +128,19 @@ def parameter_hash(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def measure_flops(task, model: torch.nn.Module) -> float:
+def measure_flops(task, model: torch.nn.Module, device: torch.device) -> float:
     """FLOPs of forward + backward for one training window (weighted over datasets and ratios).
 
-    Runs on the bare model before DDP wrapping, with the RNG forked, and drops the gradients: it
+    Runs on the bare model before DDP wrapping, with the RNGs forked, and drops the gradients: it
     changes nothing a resumed run could notice."""
     total = 0.0
-    with torch.random.fork_rng(devices=[]):
+    model.to(device)
+    cuda_devices = [device.index if device.index is not None else torch.cuda.current_device()] \
+        if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda_devices):
         model.train()
         for weight, batch, ratio in task.flop_probes():
+            batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
             with FlopCounterMode(display=False) as counter:
                 task.probe_loss(model, batch, ratio).backward()
             total += weight * counter.get_total_flops()
@@ -268,7 +272,7 @@ class _Run:
         model = task.model
         world = accelerator.num_processes
         global_batch = args.per_device_train_batch_size * world * args.gradient_accumulation_steps
-        flops_per_window = measure_flops(task, model) if args.count_flops else 0.0
+        flops_per_window = measure_flops(task, model, accelerator.device) if args.count_flops else 0.0
 
         trainable = [p for p in model.parameters() if p.requires_grad]  # a frozen tokeniser gets no state
         optimizer = torch.optim.AdamW(trainable, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),

@@ -1,0 +1,131 @@
+"""Pretrain one tokeniser per physical system (plus ``multi``, on all of them) and publish them.
+
+For each system this script
+
+1. simulates a Well-format dataset with ``physfm.simulate`` (or takes the one under ``--data-root``);
+2. trains stage 1 (tokeniser autoencoding, a compression ratio sampled per batch);
+3. evaluates reconstruction VRMSE at every compression ratio on the valid split;
+4. renders the model card from ``model_cards/`` into the checkpoint (and into ``--cards-dir``);
+5. saves the checkpoint and, with ``--push --hub-org ORG``, pushes it to ``ORG/tokeniser-<system>``.
+
+It ends with a summary table. The defaults are a CPU-sized run (minutes); raise ``--resolution``,
+``--n-trajectories`` and ``--max-steps`` on a GPU::
+
+    python scripts/pretrain_tokenisers.py --out runs/tokenisers --systems shear_flow gray_scott_reaction_diffusion
+    python scripts/pretrain_tokenisers.py --out runs/tokenisers --push --hub-org physfm
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from physfm.hub import push_to_hub, render_model_card
+from physfm.models import PhysfmTokeniserModel
+from physfm.selection import evaluate_reconstruction
+from physfm.simulate import SYSTEMS, generate
+from physfm.training import train
+
+# Hub names are short and hyphenated: physfm/tokeniser-gray-scott, not ..._reaction_diffusion.
+REPO_NAMES = {"gray_scott_reaction_diffusion": "gray-scott"}
+DEFAULT_SYSTEMS = ["shear_flow", "gray_scott_reaction_diffusion", "euler_multi_quadrants", "acoustic_wave"]
+
+
+def repo_name(system: str) -> str:
+    return "tokeniser-" + REPO_NAMES.get(system, system.replace("_", "-"))
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="pretrain_tokenisers.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True, help="Output folder: data/, one checkpoint per system, summary.json.")
+    parser.add_argument("--systems", nargs="+", default=DEFAULT_SYSTEMS, help=f"Systems, from {sorted(SYSTEMS)}.")
+    parser.add_argument("--no-multi", action="store_true", help="Skip the tokeniser-multi checkpoint (all systems).")
+    parser.add_argument("--data-root", help="Use <data-root>/<system> instead of simulating.")
+    parser.add_argument("--resolution", default="32x32", help="Simulated grid, HxW.")
+    parser.add_argument("--n-trajectories", type=int, default=10)
+    parser.add_argument("--n-steps", type=int, default=24, help="Stored time steps per simulated trajectory.")
+    parser.add_argument("--max-steps", type=int, default=300, help="Tokeniser training steps per checkpoint.")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--learning-rate", type=float, default=2e-3)
+    parser.add_argument("--model-config", default=None, help="Tokeniser config overrides as inline JSON.")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="Simulation device.")
+    parser.add_argument("--cards-dir", default=None, help="Also write each rendered card to <cards-dir>/<repo>.md.")
+    parser.add_argument("--push", action="store_true", help="Push every checkpoint to the Hub.")
+    parser.add_argument("--hub-org", default="physfm", help="Hub namespace for --push.")
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.systems) - set(SYSTEMS))
+    if unknown:
+        parser.error(f"--systems: unknown {unknown}; expected some of {sorted(SYSTEMS)}")
+    return args
+
+
+def dataset_for(system: str, args: argparse.Namespace, out: Path) -> Path:
+    if args.data_root:
+        path = Path(args.data_root) / system
+        if not (path / "stats.yaml").is_file():
+            raise FileNotFoundError(f"--data-root: {path} is not a Well-format dataset (no stats.yaml)")
+        return path
+    path = out / "data" / system
+    if not (path / "stats.yaml").is_file():  # simulated once, reused by later invocations
+        generate(system, path, n_trajectories=args.n_trajectories, resolution=args.resolution,
+                 n_steps=args.n_steps, seed=args.seed, device=args.device)
+    return path
+
+
+def pretrain(name: str, system: str, datasets: list[Path], args: argparse.Namespace, out: Path) -> dict:
+    """Train, evaluate, card and (optionally) push one tokeniser; returns its summary row."""
+    repo_id = f"{args.hub_org}/{name}"
+    run_dir = out / name
+    result = train(stage="tokeniser", data=datasets, output_dir=run_dir, max_steps=args.max_steps,
+                   per_device_train_batch_size=args.batch_size, learning_rate=args.learning_rate,
+                   eval_steps=0, save_steps=0, seed=args.seed, model_config=args.model_config,
+                   overwrite_output_dir=True, disable_tqdm=False)
+    model = PhysfmTokeniserModel.from_pretrained(result.model_dir, dtype=torch.float32)
+    evals = [row for dataset in datasets for row in evaluate_reconstruction(model, dataset, "valid")]
+    card = render_model_card(
+        model, repo_id, physical_system=system, eval_results=evals,
+        dataset_name=system if len(datasets) == 1 else "multi",
+        training={"data": ", ".join(d.name for d in datasets), "steps": result.steps,
+                  "training FLOPs": f"{result.total_flops:.3g}"},
+    )
+    card.save(Path(result.model_dir) / "README.md")
+    if args.cards_dir:
+        Path(args.cards_dir).mkdir(parents=True, exist_ok=True)
+        card.save(Path(args.cards_dir) / f"{name}.md")
+    commit = push_to_hub(result.model_dir, repo_id, card=card) if args.push else None
+    best = min(evals, key=lambda r: r.spatial_compression * r.temporal_compression)
+    worst = max(evals, key=lambda r: r.spatial_compression * r.temporal_compression)
+    return {"checkpoint": name, "repo_id": repo_id, "model_dir": str(result.model_dir), "steps": result.steps,
+            "vrmse_lowest_ratio": best.vrmse, "vrmse_highest_ratio": worst.vrmse,
+            "evaluations": [vars(r) if not hasattr(r, "to_dict") else r.to_dict() for r in evals],
+            "pushed": commit}
+
+
+def print_summary(rows: list[dict]) -> None:
+    header = f"{'checkpoint':32} {'steps':>6} {'VRMSE (lowest ratio)':>21} {'VRMSE (highest ratio)':>22}  pushed"
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        print(f"{row['checkpoint']:32} {row['steps']:>6} {row['vrmse_lowest_ratio']:>21.4f} "
+              f"{row['vrmse_highest_ratio']:>22.4f}  {row['repo_id'] if row['pushed'] else '-'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    out = Path(args.out)
+    datasets = {system: dataset_for(system, args, out) for system in args.systems}
+    rows = [pretrain(repo_name(system), system, [path], args, out) for system, path in datasets.items()]
+    if not args.no_multi and len(datasets) > 1:
+        rows.append(pretrain("tokeniser-multi", "multi", list(datasets.values()), args, out))
+    (out / "summary.json").write_text(json.dumps(rows, indent=2, default=str))
+    print_summary(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

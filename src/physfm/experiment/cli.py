@@ -1,0 +1,144 @@
+"""``physfm experiment``: run a preset of the paper's experiment and write its results."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+from .data import default_cache_dir
+from .presets import CONFIGURATIONS, PRESETS, ExperimentPreset, get_preset
+
+logger = logging.getLogger("physfm.experiment")
+
+
+def _environment(device: str) -> dict[str, Any]:
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        hardware = torch.cuda.get_device_name(0)
+    else:
+        hardware = f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()})"
+    return {"hardware": hardware, "torch": torch.__version__, "python": platform.python_version(),
+            "device": device}
+
+
+def _resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def run_experiment(preset: str | ExperimentPreset = "tiny", out: str | os.PathLike = "runs/experiment",
+                   cache_dir: str | os.PathLike | None = None, progress: bool = True,
+                   **overrides: Any) -> dict[str, Any]:
+    """Run the experiment and write its results into ``out``; returns the ``results.json`` payload.
+
+    Args:
+        preset: a name of :data:`PRESETS` (``micro``, ``tiny``, ``small``, ``paper``) or an
+            :class:`ExperimentPreset`.
+        out: output directory: ``results.json``, ``results.md``, the PNG figures, and ``runs/<name>/`` per
+            training run (checkpoints, model, metrics, learning curve).
+        cache_dir: where simulated datasets are kept between experiments (default
+            :func:`~physfm.experiment.data.default_cache_dir`).
+        progress: progress bar and one log line per finished job.
+        **overrides: preset fields to change, e.g. ``max_steps=400, workers=1``.
+
+    ``results.json`` holds ``runs`` (configuration -> ``step``, ``vrmse``, ``spectral_mse_low``, ``_mid``,
+    ``_high`` lists over the evaluations and ``rollout_vrmse``: horizon -> VRMSE), ``lr_sweep``, ``compute``
+    (steps and FLOPs of pretraining and dynamics per configuration), ``tokenisers``, ``summary`` (change
+    against scratch at the mid-training and final checkpoints), ``settings`` (the preset) and ``wall_time_s``.
+    """
+    from .report import collect, write_report
+    from .runner import run_grid
+
+    spec = get_preset(preset) if isinstance(preset, str) else preset
+    if not isinstance(spec, ExperimentPreset):
+        raise ValueError(f"preset: got {type(preset).__name__}, expected a preset name or an ExperimentPreset")
+    if overrides:
+        unknown = sorted(set(overrides) - set(spec.to_dict()))
+        if unknown:
+            raise ValueError(f"run_experiment(): unknown preset fields {unknown}; valid: {sorted(spec.to_dict())}")
+        spec = spec.replace(**overrides)
+    _validate(spec)
+    out = Path(out)
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    device = _resolve_device(spec.device)
+    tic = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    results = run_grid(spec, out, cache, device, progress)
+    payload = collect(spec, results, time.perf_counter() - tic, _environment(device))
+    write_report(payload, out)
+    return payload
+
+
+def _validate(spec: ExperimentPreset) -> None:
+    unknown = [c for c in spec.configurations if c not in CONFIGURATIONS]
+    if unknown:
+        raise ValueError(f"--configurations: unknown {unknown}; expected some of {', '.join(CONFIGURATIONS)}")
+    if "scratch" not in spec.configurations:
+        raise ValueError("--configurations: 'scratch' is required, every other configuration is compared to it")
+    for name in ("max_steps", "tokeniser_steps", "batch_size", "tokeniser_batch_size", "workers"):
+        if getattr(spec, name) < 1:
+            raise ValueError(f"--{name}: got {getattr(spec, name)}, expected an integer >= 1")
+    if not spec.scratch_learning_rates or min(spec.scratch_learning_rates) <= 0:
+        raise ValueError(f"--scratch_learning_rates: got {spec.scratch_learning_rates}, expected positive rates")
+    if spec.eval_steps < 1 or spec.eval_steps > spec.max_steps:
+        raise ValueError(f"--eval_steps: got {spec.eval_steps}, expected 1 ... max_steps ({spec.max_steps})")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are ``ValueError`` (the ``physfm`` dispatcher prints them)."""
+
+    def error(self, message: str):  # noqa: D401 - argparse hook
+        raise ValueError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    presets = "\n".join(f"  {name:6s} {p.description}" for name, p in PRESETS.items())
+    parser = _Parser(
+        prog="physfm experiment",
+        description="Run the paper's tokeniser-pretraining x freezing experiment on shear_flow and write "
+                    "results.json, results.md and figures.",
+        epilog=f"presets:\n{presets}", formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+    parser.add_argument("--preset", default="tiny", help=f"one of {', '.join(PRESETS)} (default tiny)")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--cache_dir", default=None,
+                        help=f"simulated-data cache (default {default_cache_dir()}; env PHYSFM_CACHE)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="training runs at the same time, one process each (default: the preset's)")
+    parser.add_argument("--max_steps", type=int, default=None, help="dynamics steps (default: the preset's)")
+    parser.add_argument("--eval_steps", type=int, default=None, help="evaluate every N steps")
+    parser.add_argument("--tokeniser_steps", type=int, default=None, help="tokeniser pretraining steps")
+    parser.add_argument("--seed", type=int, default=None, help="training seed (default: the preset's)")
+    parser.add_argument("--device", default=None, help="simulation device: auto | cpu | cuda (default auto)")
+    parser.add_argument("--configurations", nargs="+", default=None, metavar="NAME",
+                        help=f"subset of {', '.join(CONFIGURATIONS)} (scratch is always run)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    overrides = {k: v for k, v in vars(args).items()
+                 if k in ("workers", "max_steps", "eval_steps", "tokeniser_steps", "seed", "device") and v is not None}
+    if args.configurations:
+        overrides["configurations"] = tuple(dict.fromkeys(["scratch", *args.configurations]))
+    logging.basicConfig(level=logging.WARNING)
+    payload = run_experiment(args.preset, args.out, cache_dir=args.cache_dir, progress=not args.quiet,
+                             **overrides)
+    out = Path(args.out)
+    print((out / "results.md").read_text())
+    print(f"wrote {out / 'results.json'}, {out / 'results.md'} and figures in {out} "
+          f"({payload['wall_time_s'] / 60:.1f} min)")
+    return 0
+
+
+__all__ = ["build_parser", "main", "run_experiment"]
