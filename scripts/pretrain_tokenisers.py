@@ -33,6 +33,9 @@ from physfm.training import train
 # Hub names are short and hyphenated: physfm/tokeniser-gray-scott, not ..._reaction_diffusion.
 REPO_NAMES = {"gray_scott_reaction_diffusion": "gray-scott"}
 DEFAULT_SYSTEMS = ["shear_flow", "gray_scott_reaction_diffusion", "euler_multi_quadrants", "acoustic_wave"]
+# Narrow at full resolution, wider where the grid is small: a CPU trains this in minutes. GPU runs pass a
+# wider --model-config (e.g. hidden_channels 64, layers_per_level 2).
+CPU_TOKENISER = {"hidden_channels": 8, "channel_multipliers": [1, 2, 4, 4, 4], "mid_layers": 1, "layers_per_level": 1}
 
 
 def repo_name(system: str) -> str:
@@ -51,7 +54,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-steps", type=int, default=300, help="Tokeniser training steps per checkpoint.")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
-    parser.add_argument("--model-config", default=None, help="Tokeniser config overrides as inline JSON.")
+    parser.add_argument("--model-config", default=json.dumps(CPU_TOKENISER),
+                        help="Tokeniser config overrides as inline JSON (default: a CPU-sized tokeniser).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="Simulation device.")
     parser.add_argument("--cards-dir", default=None, help="Also write each rendered card to <cards-dir>/<repo>.md.")

@@ -3,6 +3,8 @@ import os
 import pytest
 import torch
 
+pytest_plugins = ["hub_server"]  # the `hub_server` fixture: a local Hub-compatible server
+
 # The tiny test models run fastest single-threaded; extra threads only add contention.
 torch.set_num_threads(1)
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")

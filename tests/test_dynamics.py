@@ -12,7 +12,7 @@ import textwrap
 import pytest
 import torch
 from safetensors import safe_open
-from transformers import AutoConfig, AutoModel
+from transformers import AutoModel
 
 from physfm.models import (
     PhysfmDynamicsConfig,
@@ -226,10 +226,7 @@ def test_rollout_matches_forward():
 
 # ------------------------------------------------------------------------------------------ save / load
 def test_save_load_automodel_and_remote_code(tmp_path, pretrained_tokeniser):
-    # physfm/__init__ registers the Auto classes; registering here too (idempotent) keeps this test about the
-    # dynamics classes themselves.
-    AutoConfig.register(PhysfmDynamicsConfig.model_type, PhysfmDynamicsConfig, exist_ok=True)
-    AutoModel.register(PhysfmDynamicsConfig, PhysfmDynamicsModel, exist_ok=True)
+    import physfm  # noqa: F401 - registers physfm_dynamics with AutoConfig / AutoModel
 
     model = PhysfmDynamicsModel.from_tokeniser(
         pretrained_tokeniser, tiny_dynamics_overrides(), freeze_tokeniser=True

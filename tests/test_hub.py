@@ -27,8 +27,6 @@ from physfm.models import (
     PhysfmTokeniserModel,
 )
 
-pytest_plugins = ["hub_server"]  # the `hub_server` fixture
-
 REPO = "physfm/tokeniser-shear-flow"
 
 

@@ -14,8 +14,6 @@ from physfm.models import PhysfmTokeniserConfig, PhysfmTokeniserModel
 from physfm.selection import evaluate_reconstruction, main, map_fields, select_tokeniser
 from physfm.simulate import generate
 
-pytest_plugins = ["hub_server"]  # the `hub_server` fixture
-
 # Both tokenisers share one vocabulary covering both systems, so every candidate can encode every
 # field and the ranking has to come from reconstruction quality, not from field coverage.
 VOCABULARY = ["tracer", "pressure", "density", "speed_of_sound", "velocity_x", "velocity_y"]

@@ -6,24 +6,20 @@ Importing physfm registers its models with transformers' Auto classes, so that
 
 from transformers import AutoConfig, AutoModel
 
-try:  # DEV-SHIM (lead removes before the final commit)
-    from .models import (
-        PhysfmDynamicsConfig,
-        PhysfmDynamicsModel,
-        PhysfmDynamicsOutput,
-        PhysfmTokeniserConfig,
-        PhysfmTokeniserModel,
-        PhysfmTokeniserOutput,
-    )
-except ImportError:
-    PhysfmTokeniserConfig = None
+from .models import (
+    PhysfmDynamicsConfig,
+    PhysfmDynamicsModel,
+    PhysfmDynamicsOutput,
+    PhysfmTokeniserConfig,
+    PhysfmTokeniserModel,
+    PhysfmTokeniserOutput,
+)
 
 __version__ = "0.1.0"
 
-if PhysfmTokeniserConfig is not None:
-    for _config, _model in ((PhysfmTokeniserConfig, PhysfmTokeniserModel), (PhysfmDynamicsConfig, PhysfmDynamicsModel)):
-        AutoConfig.register(_config.model_type, _config, exist_ok=True)
-        AutoModel.register(_config, _model, exist_ok=True)
+for _config, _model in ((PhysfmTokeniserConfig, PhysfmTokeniserModel), (PhysfmDynamicsConfig, PhysfmDynamicsModel)):
+    AutoConfig.register(_config.model_type, _config, exist_ok=True)
+    AutoModel.register(_config, _model, exist_ok=True)
 
 __all__ = [
     "PhysfmDynamicsConfig",

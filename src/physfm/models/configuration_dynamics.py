@@ -92,7 +92,9 @@ class PhysfmDynamicsConfig(PreTrainedConfig):
     tokeniser_name_or_path: str | None = None
 
     def __post_init__(self, **kwargs):
-        super().__post_init__(**kwargs)  # builds self.tokeniser_config from a dict / None
+        super().__post_init__(**kwargs)  # builds self.tokeniser_config from a dict / None (transformers >= 5.24)
+        if not isinstance(self.tokeniser_config, PhysfmTokeniserConfig):  # older 5.x leave the dict as is
+            self.tokeniser_config = PhysfmTokeniserConfig(**(self.tokeniser_config or {}))
         tok = self.tokeniser_config
         if self.spatial_compression is None:
             self.spatial_compression = tok.default_spatial_compression
