@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
+from ..training.checkpointing import atomic_write_text
+from ..training.curves import pyplot, save_figure
+from ..training.evaluation import plot_rollout
 from .presets import CONFIGURATIONS, ExperimentPreset
 
 METRICS = ("vrmse", "spectral_mse_low", "spectral_mse_mid", "spectral_mse_high")
@@ -37,12 +39,6 @@ STYLES = {
 }
 PRETRAINING = {"in_domain_frozen": "in_domain", "in_domain_finetuned": "in_domain",
                "cross_domain_frozen": "cross_domain", "cross_domain_finetuned": "cross_domain"}
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def pct_change(value: float, reference: float) -> float:
@@ -147,7 +143,7 @@ def _at(entry: dict[str, Any], step: int) -> float:
 
 
 def write_json(payload: dict[str, Any], path: Path) -> None:
-    _atomic_write(path, json.dumps(payload, indent=2, default=_json_default) + "\n")
+    atomic_write_text(path, json.dumps(payload, indent=2, default=_json_default) + "\n")
 
 
 def _json_default(value):
@@ -262,25 +258,9 @@ def markdown(payload: dict[str, Any]) -> str:
 
 
 # -------------------------------------------------------------------------------------------- figures
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: Path) -> Path:
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
-    return path
-
-
 def plot_learning_curves(payload: dict[str, Any], path: Path) -> Path:
     """Figure 2: VRMSE and the three spectral bins against step, one line per configuration."""
-    plt = _pyplot()
+    plt = pyplot()
     titles = {"vrmse": "next-frame VRMSE", "spectral_mse_low": "spectral MSE, low k",
               "spectral_mse_mid": "spectral MSE, mid k", "spectral_mse_high": "spectral MSE, high k"}
     fig, axes = plt.subplots(2, 2, figsize=(10, 7.5), constrained_layout=True)
@@ -295,14 +275,12 @@ def plot_learning_curves(payload: dict[str, Any], path: Path) -> Path:
         ax.grid(alpha=0.3, which="both")
     axes[0, 0].legend(fontsize=8)
     fig.suptitle(f"physfm experiment `{payload['preset']}`: valid error during dynamics training")
-    path = _save(fig, path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_rollout_horizons(payload: dict[str, Any], path: Path) -> Path:
     """Figure 3: rollout VRMSE against horizon, one line per configuration."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.5), constrained_layout=True)
     for name, entry in payload["runs"].items():
         horizons = sorted(int(h) for h in entry["rollout_vrmse"])
@@ -316,14 +294,12 @@ def plot_rollout_horizons(payload: dict[str, Any], path: Path) -> Path:
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     ax.set_title(f"autoregressive rollout, preset `{payload['preset']}`")
-    path = _save(fig, path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_compute(payload: dict[str, Any], path: Path) -> Path:
     """VRMSE against total FLOPs: pretrained curves start at their pretraining cost."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.5), constrained_layout=True)
     for name, entry in payload["runs"].items():
         cost = payload["compute"][name]
@@ -337,9 +313,7 @@ def plot_compute(payload: dict[str, Any], path: Path) -> Path:
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     ax.set_title("does pretraining pay for itself?")
-    path = _save(fig, path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_rollout_example(payload: dict[str, Any], data_dir: str, path: Path,
@@ -351,7 +325,6 @@ def plot_rollout_example(payload: dict[str, Any], data_dir: str, path: Path,
     from physfm.data import WellWindowDataset
     from physfm.models import PhysfmDynamicsModel
 
-    plt = _pyplot()
     names = tuple(n for n in names if n in payload["runs"])
     models = {n: PhysfmDynamicsModel.from_pretrained(payload["runs"][n]["model_dir"], dtype=torch.float32).eval()
               for n in names}
@@ -360,38 +333,14 @@ def plot_rollout_example(payload: dict[str, Any], data_dir: str, path: Path,
     dataset = WellWindowDataset(data_dir, split="valid", n_steps_input=n_in, n_steps_output=horizon)
     item = dataset[0]
     fields, periodic = list(dataset.field_names), list(dataset.periodic)
-    truth = dataset.normalizer.denormalize(item["output_fields"])[..., field]
+    truth = dataset.normalizer.denormalize(item["output_fields"])
     predictions = {}
     with torch.no_grad():
         for name, model in models.items():
             out = model.rollout(item["input_fields"][None], n_steps=horizon, field_names=fields, periodic=periodic)
-            predictions[name] = dataset.normalizer.denormalize(out[0])[..., field]
-    count = min(n_columns, horizon)
-    columns = sorted({round(i * (horizon - 1) / max(count - 1, 1)) for i in range(count)})
-    rows = [("truth", truth, "viridis")]
-    for name in names:
-        rows += [(f"{LABELS[name]}\nprediction", predictions[name], "viridis"),
-                 (f"{LABELS[name]}\n|error|", (predictions[name] - truth).abs(), "magma")]
-    vmin, vmax = float(truth.min()), float(truth.max())
-    emax = max(float((predictions[n] - truth).abs().max()) for n in names) or 1.0
-    fig, axes = plt.subplots(len(rows), len(columns), figsize=(2.0 * len(columns) + 1.5, 1.35 * len(rows) * 1.6),
-                             squeeze=False, constrained_layout=True)
-    for r, (label, data, cmap) in enumerate(rows):
-        lo, hi = (0.0, emax) if cmap == "magma" else (vmin, vmax)
-        for c, step in enumerate(columns):
-            ax = axes[r][c]
-            image = ax.imshow(data[step].T.numpy(), origin="lower", cmap=cmap, vmin=lo, vmax=hi)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title(f"+{step + 1} frames", fontsize=9)
-            if c == 0:
-                ax.set_ylabel(label, fontsize=8)
-        fig.colorbar(image, ax=list(axes[r]), shrink=0.8)
-    fig.suptitle(f"valid rollout of `{fields[field]}` (preset `{payload['preset']}`)")
-    path = _save(fig, path)
-    plt.close(fig)
-    return path
+            predictions[LABELS[name]] = dataset.normalizer.denormalize(out[0])
+    return plot_rollout(truth, predictions, path, field_names=fields, field=field, n_columns=n_columns,
+                        title=f"valid rollout of `{fields[field]}` (preset `{payload['preset']}`)")
 
 
 def write_report(payload: dict[str, Any], out: Path) -> dict[str, Path]:
@@ -399,7 +348,7 @@ def write_report(payload: dict[str, Any], out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "results.json", "markdown": out / "results.md"}
     write_json(payload, paths["json"])
-    _atomic_write(paths["markdown"], markdown(payload))
+    atomic_write_text(paths["markdown"], markdown(payload))
     paths["learning_curves"] = plot_learning_curves(payload, out / "learning_curves.png")
     paths["rollout_horizons"] = plot_rollout_horizons(payload, out / "rollout_horizons.png")
     paths["compute"] = plot_compute(payload, out / "compute.png")

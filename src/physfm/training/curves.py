@@ -36,13 +36,29 @@ def write_learning_curve(output_dir: str | os.PathLike, train_log: list[dict], e
         _plot(output_dir / PNG_NAME, train_log, eval_log)
 
 
-def _plot(path: Path, train_log: list[dict], eval_log: list[dict]) -> None:
+def pyplot():
+    """matplotlib's pyplot on the non-interactive Agg backend (training runs headless)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    fig, (ax_loss, ax_eval) = plt.subplots(1, 2, figsize=(9, 3.2), constrained_layout=True)
+    return plt
+
+
+def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
+    """Save ``fig`` atomically (temp file + ``os.replace``), close it, and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    fig.savefig(tmp, dpi=dpi)
+    pyplot().close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def _plot(path: Path, train_log: list[dict], eval_log: list[dict]) -> None:
+    fig, (ax_loss, ax_eval) = pyplot().subplots(1, 2, figsize=(9, 3.2), constrained_layout=True)
     if train_log:
         ax_loss.plot([e["step"] for e in train_log], [e["loss"] for e in train_log], lw=1)
     ax_loss.set(xlabel="step", ylabel="training loss (normalised)", yscale="log", title="train")
@@ -53,7 +69,4 @@ def _plot(path: Path, train_log: list[dict], eval_log: list[dict]) -> None:
                 ax_eval.plot(steps, [e[key] for e in eval_log], marker="o", ms=3, label=key)
         ax_eval.legend(fontsize=7)
     ax_eval.set(xlabel="step", yscale="log", title="valid (physical units)")
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)

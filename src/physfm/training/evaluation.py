@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..metrics import binned_spectral_mse, vrmse
+from .curves import pyplot, save_figure
 
 BINS = ("low", "mid", "high")
 
@@ -193,33 +194,40 @@ def evaluate_tokeniser(model, datasets: Sequence, ratios: Sequence[tuple[int, in
     return results
 
 
-def plot_rollout(truth: torch.Tensor, prediction: torch.Tensor, path: str | os.PathLike,
-                 field_names: Sequence[str] | None = None, field: int | str = 0, n_columns: int = 5,
-                 title: str | None = None) -> Path:
-    """Truth / prediction / |error| rows at up to ``n_columns`` rollout steps, for one 2-D field.
+def plot_rollout(truth: torch.Tensor, prediction: torch.Tensor | Mapping[str, torch.Tensor],
+                 path: str | os.PathLike, field_names: Sequence[str] | None = None, field: int | str = 0,
+                 n_columns: int = 5, title: str | None = None) -> Path:
+    """Truth, then prediction and |error| rows, at up to ``n_columns`` rollout steps, for one 2-D field.
 
-    ``truth`` and ``prediction``: ``[T, H, W, C]`` (physical units). 3-D data shows the middle slice."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
+    ``truth`` and each prediction: ``[T, H, W, C]`` (physical units). ``prediction`` may be a mapping
+    ``{label: tensor}`` to compare several models on one figure; all predictions share the truth's colour
+    scale and all errors share one. 3-D data shows the middle slice."""
     if isinstance(field, str):
         field = list(field_names or []).index(field)
     name = field_names[field] if field_names else f"field {field}"
-    truth, prediction = truth[..., field].float(), prediction[..., field].float()
-    while truth.ndim > 3:  # [T, H, W, D...] -> middle slice
-        truth, prediction = truth[..., truth.shape[-1] // 2], prediction[..., prediction.shape[-1] // 2]
+    predictions = dict(prediction) if isinstance(prediction, Mapping) else {"": prediction}
+
+    def select(x: torch.Tensor) -> torch.Tensor:
+        x = x[..., field].float()
+        while x.ndim > 3:  # [T, H, W, D...] -> middle slice
+            x = x[..., x.shape[-1] // 2]
+        return x
+
+    truth = select(truth)
+    errors = {label: (select(p) - truth).abs() for label, p in predictions.items()}
+    rows = [("truth", truth, "viridis")]
+    for label, p in predictions.items():
+        prefix = f"{label}\n" if label else ""
+        rows += [(f"{prefix}prediction", select(p), "viridis"), (f"{prefix}|error|", errors[label], "magma")]
     n_steps = truth.shape[0]
     columns = sorted({int(round(x)) for x in np.linspace(0, n_steps - 1, min(n_columns, n_steps))})
-    error = (prediction - truth).abs()
-    vmin, vmax = float(truth.min()), float(truth.max())
-    emax = float(error.max()) or 1.0
-    fig, axes = plt.subplots(3, len(columns), figsize=(2.1 * len(columns), 6.2), squeeze=False,
-                             constrained_layout=True)
-    rows = (("truth", truth, "viridis", vmin, vmax), ("prediction", prediction, "viridis", vmin, vmax),
-            ("|error|", error, "magma", 0.0, emax))
-    for r, (label, data, cmap, lo, hi) in enumerate(rows):
+    limits = {"viridis": (float(truth.min()), float(truth.max())),
+              "magma": (0.0, max(float(e.max()) for e in errors.values()) or 1.0)}
+    plt = pyplot()
+    fig, axes = plt.subplots(len(rows), len(columns), figsize=(2.1 * len(columns) + 0.5, 2.1 * len(rows)),
+                             squeeze=False, constrained_layout=True)
+    for r, (label, data, cmap) in enumerate(rows):
+        lo, hi = limits[cmap]
         for c, step in enumerate(columns):
             ax = axes[r][c]
             image = ax.imshow(data[step].T.numpy(), origin="lower", cmap=cmap, vmin=lo, vmax=hi)
@@ -228,16 +236,10 @@ def plot_rollout(truth: torch.Tensor, prediction: torch.Tensor, path: str | os.P
             if r == 0:
                 ax.set_title(f"step {step + 1}", fontsize=9)
             if c == 0:
-                ax.set_ylabel(label)
+                ax.set_ylabel(label, fontsize=8)
         fig.colorbar(image, ax=list(axes[r]), shrink=0.8)
     fig.suptitle(title or f"rollout: {name}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def summarise(metrics: dict[str, float], keys: Callable[[str], bool] = lambda k: True) -> str:
