@@ -142,6 +142,29 @@ def test_transformer_is_causal_in_time():
     assert not torch.allclose(model(data).prediction, model(moved).prediction)
 
 
+@pytest.mark.parametrize("temporal_compression", [1, 2])
+def test_field_residual_adds_the_decoded_change_to_the_last_frame(temporal_compression):
+    t = temporal_compression
+    residual = PhysfmDynamicsModel(tiny_config(temporal_compression=t)).eval()
+    plain = PhysfmDynamicsModel(tiny_config(temporal_compression=t, field_residual=False)).eval()
+    plain.load_state_dict(residual.state_dict())
+    data = waves(2, 3)
+    with torch.no_grad():
+        latents = residual.encode(data)
+        decoded = residual.tokeniser.decode(torch.cat([latents, residual(data).latents], 1), 2, t, FIELDS)
+        expected = data[:, -1:] + decoded[:, -t:] - decoded[:, -t - 1 : -t]
+        torch.testing.assert_close(residual(data).prediction, expected)
+        torch.testing.assert_close(plain(data).prediction, decoded[:, -t:])
+    # A predicted latent equal to the last one decodes to nearly the last frame's reconstruction, so the
+    # residual model starts close to persistence whatever the tokeniser's reconstruction error.
+    with torch.no_grad():
+        residual.processor.head.weight.zero_()
+        residual.processor.head.bias.zero_()
+        persistence_error = (residual(data).prediction - data[:, -1:]).abs().mean()
+        reconstruction_error = (plain.tokeniser(data[:, -1:], 2, 1, FIELDS).reconstruction - data[:, -1:]).abs().mean()
+    assert persistence_error < 0.5 * reconstruction_error
+
+
 # --------------------------------------------------------------------------------- the three constructions
 def test_pretrained_frozen_tokeniser_gets_no_gradient(pretrained_tokeniser):
     reference = {k: v.clone() for k, v in pretrained_tokeniser.state_dict().items()}
@@ -182,7 +205,29 @@ def test_scratch_model_trains_tokeniser_too():
     assert isinstance(model.tokeniser, PhysfmTokeniserModel) and not model.config.freeze_tokeniser
     assert model.tokeniser.config is model.config.tokeniser_config
     _train_step(model, steps=1)
-    assert all(p.grad is not None for p in model.tokeniser.parameters() if p.requires_grad)
+    unused = model.tokeniser.field_parameters(["w"])  # in the vocabulary, not in the data
+    assert all(p.grad is not None for p in model.tokeniser.parameters() if all(p is not q for q in unused))
+    assert all(p.grad is None for p in unused)
+
+
+def test_frozen_tokeniser_still_trains_a_field_it_never_saw(tmp_path, pretrained_tokeniser):
+    """Like new token embeddings in a frozen language model: the rows of an added field train, nothing else."""
+    pretrained_tokeniser.config.trained_field_names = ["u", "w"]  # as recorded by a pretraining without "v"
+    reference = {k: v.clone() for k, v in pretrained_tokeniser.state_dict().items()}
+    model = PhysfmDynamicsModel.from_tokeniser(pretrained_tokeniser, tiny_dynamics_overrides(), freeze_tokeniser=True)
+    new_rows = model.tokeniser.field_parameters(["v"])
+    assert model.tokeniser.untrained_field_names == ["v"] and len(new_rows) == 3  # input row, output row + bias
+    assert [p for p in model.tokeniser.parameters() if p.requires_grad] == new_rows
+
+    _train_step(model, steps=2)  # AdamW with weight decay over every parameter
+    changed = {k for k, v in model.tokeniser.state_dict().items() if not torch.equal(v, reference[k])}
+    assert changed == {"encoder.field_in.weight_1", "decoder.field_out.weight_1", "decoder.field_out.bias_1"}
+    assert not model.tokeniser.training
+    model.save_pretrained(tmp_path)
+    loaded = PhysfmDynamicsModel.from_pretrained(tmp_path, dtype=torch.float32)
+    assert loaded.config.freeze_tokeniser
+    assert [n for n, p in loaded.tokeniser.named_parameters() if p.requires_grad] == [
+        "encoder.field_in.weight_1", "decoder.field_out.weight_1", "decoder.field_out.bias_1"]
 
 
 def test_from_tokeniser_path_and_config_forms(tmp_path, pretrained_tokeniser):

@@ -6,6 +6,7 @@ import json
 import math
 
 import pytest
+import torch
 
 from physfm.experiment import CONFIGURATIONS, PRESETS, main, run_experiment
 from physfm.experiment.data import cache_path, check_disjoint
@@ -73,6 +74,7 @@ def test_tables_and_figures_are_written(micro):
                   "| cross-domain, finetuned |", "| scratch, compute-matched"):
         assert label in table
     assert "## Compute" in table and "## Scratch learning-rate sweep" in table
+    assert table.count("| persistence (last input frame, no training) |") == 3  # checkpoints, spectra, rollouts
     for name in FIGURES:
         data = (out / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, name
@@ -107,3 +109,24 @@ def test_user_errors_are_value_errors(tmp_path):
         run_experiment("micro", tmp_path, eval_steps=0)
     with pytest.raises(ValueError, match="required: --out"):
         main(["--preset", "micro"])
+
+
+def test_persistence_reference_is_scored_like_the_models(micro):
+    payload, _, _ = micro
+    persistence = payload["references"]["persistence"]
+    assert set(SERIES[1:]) <= set(persistence) and math.isfinite(persistence["vrmse"])
+    assert set(persistence["rollout_vrmse"]) == set(payload["runs"]["scratch"]["rollout_vrmse"])
+
+
+def test_cross_domain_tokeniser_learns_the_tracer_downstream_even_frozen(micro):
+    """Pretraining never saw shear_flow's tracer: the dynamics stage adds it, and trains only its rows."""
+    from physfm.models import PhysfmDynamicsModel, PhysfmTokeniserModel
+
+    payload, _, _ = micro
+    pretrained = PhysfmTokeniserModel.from_pretrained(payload["tokenisers"]["cross_domain"]["model_dir"])
+    assert "tracer" not in pretrained.config.field_names
+    frozen = PhysfmDynamicsModel.from_pretrained(payload["runs"]["cross_domain_frozen"]["model_dir"]).tokeniser
+    assert frozen.untrained_field_names == ["tracer"]
+    reference = pretrained.state_dict()
+    changed = {k for k, v in frozen.state_dict().items() if k not in reference or not torch.equal(v, reference[k])}
+    assert changed == {n for n, p in frozen.named_parameters() if any(p is q for q in frozen.field_parameters(["tracer"]))}

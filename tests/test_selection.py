@@ -18,6 +18,7 @@ from physfm.simulate import generate
 # field and the ranking has to come from reconstruction quality, not from field coverage.
 VOCABULARY = ["tracer", "pressure", "density", "speed_of_sound", "velocity_x", "velocity_y"]
 TRAIN_STEPS = 60
+LR = 3e-3  # at 1e-2 some initial seeds stall (measured); 3e-3 ranked correctly for every seed tried
 
 
 def tiny_config(**overrides) -> PhysfmTokeniserConfig:
@@ -32,7 +33,7 @@ def train_tokeniser(data, seed: int, name: str, steps: int = TRAIN_STEPS) -> Phy
     tokeniser = PhysfmTokeniserModel(tiny_config())
     dataset = WellWindowDataset(data, split="train", n_steps_input=1, n_steps_output=0)
     frames = torch.stack([dataset[i]["input_fields"] for i in range(len(dataset))])
-    optimizer = torch.optim.Adam(tokeniser.parameters(), lr=1e-2)
+    optimizer = torch.optim.Adam(tokeniser.parameters(), lr=LR)
     generator = torch.Generator().manual_seed(seed)
     for _ in range(steps):
         batch = frames[torch.randint(len(frames), (8,), generator=generator)]

@@ -164,6 +164,8 @@ def test_add_fields_grows_vocabulary_and_keeps_existing_rows(tmp_path):
         before = tok(fields).reconstruction
     tok.add_fields(["density"])
     assert tok.config.field_names == ["u", "v", "density"]
+    # the new field is recorded as untrained: a frozen tokeniser inside a dynamics model still trains it
+    assert tok.config.trained_field_names == ["u", "v"] and tok.untrained_field_names == ["density"]
     with torch.no_grad():
         torch.testing.assert_close(tok(fields, field_names=["u", "v"]).reconstruction, before, atol=0, rtol=0)
         three = torch.cat([fields, torch.randn(1, 1, 16, 16, 1)], dim=-1)
@@ -171,12 +173,12 @@ def test_add_fields_grows_vocabulary_and_keeps_existing_rows(tmp_path):
         assert out.reconstruction.shape == three.shape
     tok.save_pretrained(tmp_path)
     loaded = PhysfmTokeniserModel.from_pretrained(tmp_path, dtype=torch.float32).eval()
-    assert loaded.config.field_names == ["u", "v", "density"]
+    assert loaded.config.field_names == ["u", "v", "density"] and loaded.untrained_field_names == ["density"]
     with torch.no_grad():
         torch.testing.assert_close(loaded(three).reconstruction, out.reconstruction, atol=0, rtol=0)
     # A grown tokeniser trains its new rows.
     loss, _ = autoencoding_step(tok, three, torch.optim.Adam(tok.parameters(), 1e-3), torch.Generator().manual_seed(0))
-    assert tok.decoder.field_out.weight.grad[2].abs().sum() > 0 and math.isfinite(loss)
+    assert all(p.grad.abs().sum() > 0 for p in tok.field_parameters(["density"])) and math.isfinite(loss)
     with pytest.raises(ValueError, match="already in the vocabulary"):
         tok.add_fields(["u"])
 
@@ -263,7 +265,8 @@ def test_one_checkpoint_overfits_smooth_fields_at_two_ratios():
             return [float(tok(fields, spatial_compression=s).loss) for s in (2, 4)]
 
     initial = losses()
-    history = fit_autoencoder(tok, fields, steps=150, lr=5e-3, generator=torch.Generator().manual_seed(1))
+    # 2e-3 overfits every one of six initial seeds tried (>= 40x); 5e-3 stalls at half the variance for some.
+    history = fit_autoencoder(tok, fields, steps=150, lr=2e-3, generator=torch.Generator().manual_seed(1))
     final = losses()
     assert len(history) == 150
     for s, before, after in zip((2, 4), initial, final, strict=True):

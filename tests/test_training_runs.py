@@ -44,6 +44,7 @@ def test_tokeniser_stage_outputs(tokeniser):
     config = json.loads((out / "config.json").read_text())
     assert config["model_type"] == "physfm_tokeniser"
     assert set(config["field_names"]) == {"tracer", "velocity_x", "velocity_y", "pressure"}  # union of the mixture
+    assert config["trained_field_names"] == config["field_names"]
     for name in ("metrics.json", "learning_curve.csv", "learning_curve.png", "checkpoint-2", "checkpoint-4"):
         assert (out / name).exists(), name
     metrics = json.loads((out / "metrics.json").read_text())
@@ -98,11 +99,19 @@ def test_non_finite_loss_stops_with_step_and_checkpoint(data, tmp_path):
               model_config={**TINY_DYNAMICS, "tokeniser_config": TINY_TOKENISER}, spatial_compression=4, **COMMON)
 
 
-def test_misfit_tokeniser_is_refused_before_training(data, tokeniser, tmp_path):
+def test_dynamics_adds_and_trains_a_field_the_pretrained_tokeniser_never_saw(data, tokeniser, tmp_path):
     tok_dir, _ = tokeniser
-    with pytest.raises(ValueError, match=r"does not know fields \['density'\]"):
-        train(stage="dynamics", data=[data["unknown"]], output_dir=tmp_path, tokeniser=str(tok_dir), max_steps=2)
-    assert not list(tmp_path.glob("checkpoint-*"))
+    before = weights(tok_dir)
+    train(stage="dynamics", data=[data["unknown"]], output_dir=tmp_path, tokeniser=str(tok_dir), freeze_tokeniser=True,
+          spatial_compression=4, max_steps=2, eval_steps=2, save_steps=2, learning_rate=1e-2, rollout_horizons=[1],
+          model_config=TINY_DYNAMICS, **COMMON)
+    config = json.loads((tmp_path / "config.json").read_text())["tokeniser_config"]
+    assert config["field_names"][-1] == "density" and "density" not in config["trained_field_names"]
+    after = {k.removeprefix("tokeniser."): v for k, v in weights(tmp_path).items() if k.startswith("tokeniser.")}
+    changed = {k for k in after if k not in before or not torch.equal(before[k], after[k])}
+    new = len(config["field_names"]) - 1  # frozen: only the new field's own rows were trained
+    assert changed == {f"encoder.field_in.weight_{new}", f"decoder.field_out.weight_{new}",
+                       f"decoder.field_out.bias_{new}"}
 
 
 def test_loss_decreases(data, tmp_path):
@@ -133,3 +142,24 @@ def test_evaluate_cli(data, tmp_path, capsys):
     assert metrics["next_frame"] == saved["next_frame"]  # same weights whichever way they were loaded
     with pytest.raises(FileNotFoundError, match="no directory"):
         evaluate_main([str(tmp_path / "nope"), "--data", str(data["adv"])])
+
+
+def test_persistence_reference_scores_the_last_input_frame(data):
+    from physfm.data import WellWindowDataset
+    from physfm.metrics import vrmse
+    from physfm.training.evaluation import persistence_metrics
+
+    metrics = persistence_metrics(data["adv"], n_steps_input=2, horizons=[1, 3], max_samples=0, max_rollout_samples=0)
+
+    def score(dataset, indices, horizon):
+        last = torch.stack([dataset[i]["input_fields"][-1:] for i in indices])
+        truth = torch.stack([dataset[i]["output_fields"][horizon - 1 : horizon] for i in indices])
+        return float(vrmse(dataset.normalizer.denormalize(last), dataset.normalizer.denormalize(truth),
+                           n_spatial_dims=2).mean())
+
+    next_frame = WellWindowDataset(data["adv"], "valid", n_steps_input=2, n_steps_output=1)
+    assert metrics["vrmse"] == pytest.approx(score(next_frame, range(len(next_frame)), 1), rel=1e-5)
+    # rollouts: one window per valid trajectory (2 of 10 frames), the latest that fits 3 frames ahead
+    rollout = WellWindowDataset(data["adv"], "valid", n_steps_input=2, n_steps_output=3)
+    latest = [5, 11]  # 6 windows per trajectory
+    assert metrics["rollout_vrmse"] == {h: pytest.approx(score(rollout, latest, h), rel=1e-5) for h in (1, 3)}

@@ -52,7 +52,8 @@ def run_experiment(preset: str | ExperimentPreset = "tiny", out: str | os.PathLi
 
     ``results.json`` holds ``runs`` (configuration -> ``step``, ``vrmse``, ``spectral_mse_low``, ``_mid``,
     ``_high`` lists over the evaluations and ``rollout_vrmse``: horizon -> VRMSE), ``lr_sweep``, ``compute``
-    (steps and FLOPs of pretraining and dynamics per configuration), ``tokenisers``, ``summary`` (change
+    (steps and FLOPs of pretraining and dynamics per configuration), ``tokenisers``, ``references``
+    (``persistence``: the last input frame as the forecast, scored like the models), ``summary`` (change
     against scratch at the mid-training and final checkpoints), ``settings`` (the preset) and ``wall_time_s``.
     """
     from .report import collect, write_report
@@ -118,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tokeniser_steps", type=int, default=None, help="tokeniser pretraining steps")
     parser.add_argument("--seed", type=int, default=None, help="training seed (default: the preset's)")
     parser.add_argument("--device", default=None, help="simulation device: auto | cpu | cuda (default auto)")
+    parser.add_argument("--field_residual", action="store_true",
+                        help="dynamics adds the decoded change to the last frame (physfm's default) instead of "
+                             "decoding the next latent alone (the paper's formulation, the presets' setting)")
     parser.add_argument("--configurations", nargs="+", default=None, metavar="NAME",
                         help=f"subset of {', '.join(CONFIGURATIONS)} (scratch is always run)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -129,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in vars(args).items()
                  if k in ("workers", "max_steps", "eval_steps", "tokeniser_steps", "seed", "device") and v is not None}
+    if args.field_residual:
+        preset = get_preset(args.preset)
+        overrides["dynamics_config"] = {**preset.dynamics_config, "field_residual": True}
     if args.configurations:
         overrides["configurations"] = tuple(dict.fromkeys(["scratch", *args.configurations]))
     logging.basicConfig(level=logging.WARNING)

@@ -37,6 +37,7 @@ STYLES = {
     "cross_domain_finetuned": ("tab:orange", "--"),
     "scratch_compute_matched": ("grey", ":"),
 }
+REFERENCE_LABEL = "persistence (last input frame, no training)"
 PRETRAINING = {"in_domain_frozen": "in_domain", "in_domain_finetuned": "in_domain",
                "cross_domain_frozen": "cross_domain", "cross_domain_finetuned": "cross_domain"}
 
@@ -120,6 +121,8 @@ def collect(preset: ExperimentPreset, results: dict[str, Any], wall_time_s: floa
                      "selected": float(results["scratch"]["learning_rate"]),
                      "criterion": "lowest valid next-frame VRMSE at the final step"},
         "tokenisers": tokenisers,
+        "references": {name.removeprefix("reference:"): value["metrics"] for name, value in results.items()
+                       if name.startswith("reference:")},
         "compute": compute,
         "summary": summary,
         "data": {k.removeprefix("data:"): v for k, v in results.items() if k.startswith("data:")},
@@ -178,6 +181,11 @@ def markdown(payload: dict[str, Any]) -> str:
               f"{settings['max_steps']} dynamics steps (batch {settings['batch_size']}), spatial compression "
               f"{settings['spatial_compression']}, seed {settings['seed']}. Wall time "
               f"{payload['wall_time_s'] / 60:.1f} min on {env.get('hardware', 'this machine')}.", ""]
+    residual = settings["dynamics_config"].get("field_residual", True)
+    lines += ["Dynamics formulation: " + (
+        "field residual (the last frame plus the decoded change, physfm's default)." if residual else
+        "the paper's (the predicted next latent is decoded; `--field_residual` adds the decoded change to the "
+        "last frame instead)."), ""]
 
     mid = payload["summary"]["mid_step"]
     changes = payload["summary"]["vrmse_change_vs_scratch_pct"]
@@ -200,6 +208,11 @@ def markdown(payload: dict[str, Any]) -> str:
             final = entry["vrmse"][-1]
             label += f" (its final step {entry['step'][-1]}: {_fmt(final)}, {_fmt_pct(pct_change(final, scratch['vrmse'][-1]))} against scratch's final)"
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    persistence = payload.get("references", {}).get("persistence")
+    if persistence:
+        value = persistence["vrmse"]
+        lines.append(f"| {REFERENCE_LABEL} | " + " | ".join(
+            f"{_fmt(value)} ({_fmt_pct(pct_change(value, _at(scratch, step)))})" for step in steps) + " |")
     lines.append("")
 
     lines += [f"## Binned spectral error at the last checkpoint (step {steps[-1]})", "",
@@ -212,14 +225,21 @@ def markdown(payload: dict[str, Any]) -> str:
             ref = scratch[f"spectral_mse_{band}"][-1]
             cells.append(_fmt(value, 3) if name == "scratch" else f"{_fmt(value, 3)} ({_fmt_pct(pct_change(value, ref))})")
         lines.append(f"| {LABELS[name]} | " + " | ".join(cells) + " |")
+    if persistence:
+        lines.append(f"| {REFERENCE_LABEL} | " + " | ".join(
+            f"{_fmt(persistence[f'spectral_mse_{band}'], 3)} "
+            f"({_fmt_pct(pct_change(persistence[f'spectral_mse_{band}'], scratch[f'spectral_mse_{band}'][-1]))})"
+            for band in ("low", "mid", "high")) + " |")
     lines.append("")
 
     horizons = sorted({int(h) for entry in runs.values() for h in entry["rollout_vrmse"]})
     lines += ["## Rollout VRMSE on valid, by horizon (frames)", "",
               "| configuration | " + " | ".join(str(h) for h in horizons) + " |", "|---|" + "---:|" * len(horizons)]
-    for name, entry in runs.items():
-        lines.append(f"| {LABELS[name]} | " + " | ".join(_fmt(entry["rollout_vrmse"].get(str(h), math.nan), 3)
-                                                          for h in horizons) + " |")
+    rows = [(LABELS[name], entry["rollout_vrmse"]) for name, entry in runs.items()]
+    if persistence:
+        rows.append((REFERENCE_LABEL, persistence["rollout_vrmse"]))
+    for label, rollout in rows:
+        lines.append(f"| {label} | " + " | ".join(_fmt(rollout.get(str(h), math.nan), 3) for h in horizons) + " |")
     lines.append("")
 
     lines += ["## Compute", "",
@@ -264,10 +284,13 @@ def plot_learning_curves(payload: dict[str, Any], path: Path) -> Path:
     titles = {"vrmse": "next-frame VRMSE", "spectral_mse_low": "spectral MSE, low k",
               "spectral_mse_mid": "spectral MSE, mid k", "spectral_mse_high": "spectral MSE, high k"}
     fig, axes = plt.subplots(2, 2, figsize=(10, 7.5), constrained_layout=True)
+    persistence = payload.get("references", {}).get("persistence")
     for ax, metric in zip(axes.flat, METRICS, strict=True):
         for name, entry in payload["runs"].items():
             color, style = STYLES[name]
             ax.plot(entry["step"], entry[metric], style, color=color, marker="o", markersize=3, label=LABELS[name])
+        if persistence:
+            ax.axhline(persistence[metric], color="tab:green", ls="-.", lw=1, label="persistence")
         ax.set_yscale("log")
         ax.set_xlabel("dynamics step")
         ax.set_title(titles[metric])
@@ -287,6 +310,11 @@ def plot_rollout_horizons(payload: dict[str, Any], path: Path) -> Path:
         color, style = STYLES[name]
         ax.plot(horizons, [entry["rollout_vrmse"][str(h)] for h in horizons], style, color=color, marker="o",
                 markersize=3, label=LABELS[name])
+    persistence = payload.get("references", {}).get("persistence")
+    if persistence:
+        horizons = sorted(int(h) for h in persistence["rollout_vrmse"])
+        ax.plot(horizons, [persistence["rollout_vrmse"][str(h)] for h in horizons], "-.", color="tab:green",
+                label="persistence")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("rollout horizon (frames)")
@@ -307,6 +335,9 @@ def plot_compute(payload: dict[str, Any], path: Path) -> Path:
         x = [(cost["pretraining_flops"] + step * per_step) / 1e12 for step in entry["step"]]
         color, style = STYLES[name]
         ax.plot(x, entry["vrmse"], style, color=color, marker="o", markersize=3, label=LABELS[name])
+    persistence = payload.get("references", {}).get("persistence")
+    if persistence:
+        ax.axhline(persistence["vrmse"], color="tab:green", ls="-.", lw=1, label="persistence")
     ax.set_yscale("log")
     ax.set_xlabel("total training TFLOPs (tokeniser pretraining included)")
     ax.set_ylabel("valid next-frame VRMSE")
@@ -323,6 +354,7 @@ def plot_rollout_example(payload: dict[str, Any], data_dir: str, path: Path,
     import torch
 
     from physfm.data import WellWindowDataset
+    from physfm.data.dataset import n_windows
     from physfm.models import PhysfmDynamicsModel
 
     names = tuple(n for n in names if n in payload["runs"])
@@ -331,7 +363,8 @@ def plot_rollout_example(payload: dict[str, Any], data_dir: str, path: Path,
     n_in = next(iter(models.values())).config.n_steps_input
     horizon = max(int(h) for n in names for h in payload["runs"][n]["rollout_vrmse"])
     dataset = WellWindowDataset(data_dir, split="valid", n_steps_input=n_in, n_steps_output=horizon)
-    item = dataset[0]
+    header = dataset.headers[0]
+    item = dataset[n_windows(header.n_steps, n_in, horizon, 1) - 1]  # as rollout_metrics: the latest start
     fields, periodic = list(dataset.field_names), list(dataset.periodic)
     truth = dataset.normalizer.denormalize(item["output_fields"])
     predictions = {}

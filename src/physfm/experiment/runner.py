@@ -4,7 +4,8 @@ Jobs and what they wait for::
 
     data:downstream ──▶ data:in_domain ──▶ tokeniser:in_domain ──┬─▶ in_domain_{frozen,finetuned}
          │             data:cross:* ───▶ tokeniser:cross_domain ──┼─▶ cross_domain_{frozen,finetuned}
-         └──────────────▶ scratch@lr (the sweep) ──────────────────┴─▶ scratch_compute_matched
+         ├──────────────▶ scratch@lr (the sweep) ──────────────────┴─▶ scratch_compute_matched
+         └──────────────▶ reference:persistence (the last input frame, scored like the models)
 
 Every training job calls :func:`physfm.training.train` with the same seed, steps and architecture; only the
 tokeniser (scratch / in-domain / cross-domain), its freezing and, for the scratch sweep, the learning rate
@@ -44,7 +45,7 @@ class Job:
     """One unit of work: ``build(results)`` turns the results of its dependencies into its arguments."""
 
     name: str
-    kind: str  # "data" | "train"
+    kind: str  # "data" | "train" | "reference"
     deps: tuple[str, ...]
     build: Callable[[dict[str, Any]], dict[str, Any]]
     info: dict[str, Any] = field(default_factory=dict)
@@ -64,6 +65,8 @@ def execute(kind: str, kwargs: dict[str, Any]) -> dict[str, Any]:
         return _execute_data(**kwargs)
     if kind == "train":
         return _execute_train(kwargs)
+    if kind == "reference":
+        return _execute_persistence(**kwargs)
     raise ValueError(f"unknown job kind {kind!r}")
 
 
@@ -79,6 +82,15 @@ def _execute_data(spec: dict[str, Any], cache_dir: str, device: str, distinct: b
     else:
         path = simulate_cached(spec, cache_dir, device, progress)
     return {"path": str(path), "seed": spec.seed, "system": spec.system, "wall_time_s": time.perf_counter() - tic}
+
+
+def _execute_persistence(data_dir: str, **kwargs: Any) -> dict[str, Any]:
+    from physfm.training.evaluation import persistence_metrics
+
+    tic = time.perf_counter()
+    metrics = persistence_metrics(data_dir, **kwargs)
+    metrics["rollout_vrmse"] = {str(k): v for k, v in metrics["rollout_vrmse"].items()}
+    return {"metrics": metrics, "wall_time_s": time.perf_counter() - tic}
 
 
 def _summary_from_metrics(payload: dict[str, Any]) -> dict[str, Any]:
@@ -160,27 +172,21 @@ def build_jobs(preset: ExperimentPreset, out: Path, cache_dir: Path, device: str
                       "temporal_compressions": sorted({*preset.pretrain_temporal_compressions,
                                                        preset.temporal_compression})}
 
-    def tokeniser_job(name: str, data_deps: list[str], field_names_from: str | None) -> Job:
+    def tokeniser_job(name: str, data_deps: list[str]) -> Job:
+        # A downstream field no pretraining system has (shear_flow's tracer, for the cross-domain tokeniser) is
+        # added to the vocabulary by the dynamics stage, and trained there even when the tokeniser is frozen.
         def build(results):
-            kwargs = {**common, "stage": "tokeniser", "data": [results[d]["path"] for d in data_deps],
-                      "output_dir": str(runs / name), "max_steps": preset.tokeniser_steps,
-                      "eval_steps": preset.tokeniser_steps, "learning_rate": preset.tokeniser_learning_rate,
-                      "per_device_train_batch_size": preset.tokeniser_batch_size,
-                      "per_device_eval_batch_size": preset.tokeniser_batch_size,
-                      "spatial_compression": list(preset.pretrain_spatial_compressions),
-                      "temporal_compression": list(preset.pretrain_temporal_compressions),
-                      "model_config": {k: v for k, v in tokeniser_arch.items()
-                                       if k not in ("spatial_compressions", "temporal_compressions")}}
-            if field_names_from is not None:
-                # The downstream fields go into the vocabulary so that the checkpoint can read the downstream
-                # system; fields no pretraining system has (shear_flow's tracer) keep their initial rows.
-                from physfm.data import read_well_metadata
+            return {**common, "stage": "tokeniser", "data": [results[d]["path"] for d in data_deps],
+                    "output_dir": str(runs / name), "max_steps": preset.tokeniser_steps,
+                    "eval_steps": preset.tokeniser_steps, "learning_rate": preset.tokeniser_learning_rate,
+                    "per_device_train_batch_size": preset.tokeniser_batch_size,
+                    "per_device_eval_batch_size": preset.tokeniser_batch_size,
+                    "spatial_compression": list(preset.pretrain_spatial_compressions),
+                    "temporal_compression": list(preset.pretrain_temporal_compressions),
+                    "model_config": {k: v for k, v in tokeniser_arch.items()
+                                     if k not in ("spatial_compressions", "temporal_compressions")}}
 
-                kwargs["field_names"] = list(read_well_metadata(results[field_names_from]["path"]).field_names)
-            return kwargs
-
-        return Job(f"tokeniser:{name}", "train", tuple(data_deps) + ((field_names_from,) if field_names_from else ()),
-                   build)
+        return Job(f"tokeniser:{name}", "train", tuple(data_deps), build)
 
     def dynamics_kwargs(results, name: str, learning_rate: float, max_steps: int, tokeniser: str,
                         freeze: bool) -> dict[str, Any]:
@@ -218,13 +224,20 @@ def build_jobs(preset: ExperimentPreset, out: Path, cache_dir: Path, device: str
         extra = math.ceil(pretraining / flops_per_step) if flops_per_step > 0 else preset.tokeniser_steps
         return dynamics_kwargs(results, "scratch_compute_matched", lr, preset.max_steps + extra, "scratch", False)
 
+    def persistence_build(results):
+        return {"data_dir": results["data:downstream"]["path"],
+                "n_steps_input": preset.dynamics_config.get("n_steps_input", 4),
+                "horizons": list(preset.rollout_horizons), "max_samples": preset.max_eval_samples,
+                "max_rollout_samples": preset.max_rollout_samples}
+
     wanted = set(preset.configurations)
-    jobs.append(tokeniser_job("in_domain", ["data:in_domain"], None))
+    jobs.append(Job("reference:persistence", "reference", ("data:downstream",), persistence_build))
+    jobs.append(tokeniser_job("in_domain", ["data:in_domain"]))
     jobs += [sweep_job(lr) for lr in preset.scratch_learning_rates]
     if "scratch_compute_matched" in wanted:
         jobs.append(Job("scratch_compute_matched", "train", ("tokeniser:in_domain", *sweep), matched_build))
     if wanted & {"cross_domain_frozen", "cross_domain_finetuned"}:
-        jobs.append(tokeniser_job("cross_domain", cross_names, "data:downstream"))
+        jobs.append(tokeniser_job("cross_domain", cross_names))
     for name, tokeniser, freeze in (("in_domain_frozen", "tokeniser:in_domain", True),
                                     ("in_domain_finetuned", "tokeniser:in_domain", False),
                                     ("cross_domain_frozen", "tokeniser:cross_domain", True),

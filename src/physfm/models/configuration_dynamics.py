@@ -57,6 +57,11 @@ class PhysfmDynamicsConfig(PreTrainedConfig):
             Standard deviation of the truncated-normal initialisation of the transformer's linear layers.
         freeze_tokeniser (`bool`, *optional*, defaults to `False`):
             Keep the tokeniser frozen (no gradients, eval mode). Stored so that a saved frozen model loads frozen.
+        field_residual (`bool`, *optional*, defaults to `True`):
+            Predict the next frame as the last input frame plus the decoded change,
+            `x[T] + decode(z[T+1]) - decode(z[T])`, rather than as `decode(z[T+1])` alone. Consecutive frames share
+            most of their reconstruction error, so the difference cancels it: the tokeniser's error floor applies
+            to the (small) change between frames instead of to the frame itself.
         tokeniser_name_or_path (`str`, *optional*):
             Where the pretrained tokeniser came from (provenance only; the weights live in the dynamics checkpoint).
 
@@ -89,6 +94,7 @@ class PhysfmDynamicsConfig(PreTrainedConfig):
     layer_norm_eps: float = 1e-6
     initializer_range: float = 0.02
     freeze_tokeniser: bool = False
+    field_residual: bool = True
     tokeniser_name_or_path: str | None = None
 
     def __post_init__(self, **kwargs):

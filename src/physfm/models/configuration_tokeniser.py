@@ -26,6 +26,11 @@ class PhysfmTokeniserConfig(PreTrainedConfig):
     Args:
         field_names (`list[str]`, *optional*, defaults to `["tracer", "pressure", "velocity_x", "velocity_y"]`):
             The field vocabulary. Each name owns one row of the input projection and of the output head.
+        trained_field_names (`list[str]`, *optional*):
+            The fields of the vocabulary whose rows have been trained; physfm's trainer records them. A tokeniser
+            frozen inside [`PhysfmDynamicsModel`] still trains the rows of the other fields (a downstream field
+            that pretraining never saw), like new token embeddings in a frozen language model. `None` counts
+            every field as trained.
         n_spatial_dims (`int`, *optional*, defaults to 2):
             Number of spatial axes. Only 2 is implemented; the layers are written per axis so a factorised 3-D
             variant can follow.
@@ -69,6 +74,7 @@ class PhysfmTokeniserConfig(PreTrainedConfig):
     model_type = "physfm_tokeniser"
 
     field_names: list[str] | None = None
+    trained_field_names: list[str] | None = None
     n_spatial_dims: int = 2
     periodic: list[bool] | None = None
     spatial_compressions: list[int] | None = None
@@ -88,6 +94,8 @@ class PhysfmTokeniserConfig(PreTrainedConfig):
     def __post_init__(self, **kwargs):
         # JSON gives lists, users may give tuples: normalise to lists so saved configs round-trip identically.
         self.field_names = list(self.field_names) if self.field_names is not None else list(DEFAULT_FIELD_NAMES)
+        if self.trained_field_names is not None:
+            self.trained_field_names = list(self.trained_field_names)
         self.periodic = (
             [bool(p) for p in self.periodic] if self.periodic is not None else [True] * self.n_spatial_dims
         )
@@ -120,6 +128,13 @@ class PhysfmTokeniserConfig(PreTrainedConfig):
             )
         if not self.field_names or len(set(self.field_names)) != len(self.field_names):
             raise ValueError(f"field_names={self.field_names!r} must be a non-empty list of distinct names.")
+        if self.trained_field_names is not None:
+            unknown = [n for n in self.trained_field_names if n not in self.field_names]
+            if unknown:
+                raise ValueError(
+                    f"trained_field_names={self.trained_field_names!r} names {unknown}, not in field_names="
+                    f"{self.field_names!r}."
+                )
         for name, values in (
             ("spatial_compressions", self.spatial_compressions),
             ("temporal_compressions", self.temporal_compressions),

@@ -7,6 +7,7 @@ space/time convolution in :func:`causal_conv`; padding, norms and resampling are
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -191,10 +192,13 @@ class CausalResBlock(GradientCheckpointingLayer):
 class FieldConv(nn.Module):
     """A causal convolution with one kernel row per field of a vocabulary; a call picks the rows it needs.
 
-    ``direction="in"`` maps the fields present to ``channels`` features (weight ``[vocab, channels, kt, *ks]``,
-    shared bias); ``direction="out"`` maps ``channels`` features to the fields asked for (weight
-    ``[vocab, channels, kt, *ks]``, one bias per field). Selecting by index lets one model serve systems with
-    different field sets, in any order, and :meth:`grow` adds rows like ``resize_token_embeddings``.
+    ``direction="in"`` maps the fields present to ``channels`` features (one ``[channels, kt, *ks]`` row per
+    field, shared bias); ``direction="out"`` maps ``channels`` features to the fields asked for (one row and one
+    bias per field). Selecting rows lets one model serve systems with different field sets, in any order.
+
+    Every field owns separate parameters (``weight_{i}``, and ``bias_{i}`` on the way out), so one field can
+    train while the others stay frozen: how a frozen pretrained tokeniser learns a field it never saw, like new
+    token embeddings in a frozen language model. :meth:`grow` adds fields like ``resize_token_embeddings``.
     """
 
     def __init__(
@@ -210,34 +214,52 @@ class FieldConv(nn.Module):
         if direction not in ("in", "out"):
             raise ValueError(f"direction={direction!r} must be 'in' or 'out'.")
         self.direction = direction
-        self.weight = nn.Parameter(torch.empty(vocab_size, channels, kernel_time, *[kernel_space] * n_spatial_dims))
-        self.bias = nn.Parameter(torch.empty(channels if direction == "in" else vocab_size))
+        self.row_shape = (channels, kernel_time, *[kernel_space] * n_spatial_dims)
+        self.vocab_size = 0
+        if direction == "in":
+            self.bias = nn.Parameter(torch.empty(channels))
+        for _ in range(vocab_size):
+            self._append(torch.empty(self.row_shape))
+
+    def _append(self, row: torch.Tensor) -> None:
+        self.register_parameter(f"weight_{self.vocab_size}", nn.Parameter(row))
+        if self.direction == "out":
+            self.register_parameter(f"bias_{self.vocab_size}", nn.Parameter(row.new_zeros(1)))
+        self.vocab_size += 1
 
     @property
     def kernel_volume(self) -> int:
-        return self.weight[0, 0].numel()
+        return math.prod(self.row_shape[1:])
 
-    def forward(self, x: torch.Tensor, field_index: torch.Tensor, periodic: Sequence[bool]) -> torch.Tensor:
-        rows = self.weight.index_select(0, field_index)
+    def row(self, index: int) -> nn.Parameter:
+        return getattr(self, f"weight_{index}")
+
+    def row_bias(self, index: int) -> nn.Parameter:
+        return getattr(self, f"bias_{index}")
+
+    def field_parameters(self, index: int) -> list[nn.Parameter]:
+        """The parameters that belong to field ``index`` alone."""
+        return [self.row(index)] + ([self.row_bias(index)] if self.direction == "out" else [])
+
+    def forward(self, x: torch.Tensor, field_index: Sequence[int], periodic: Sequence[bool]) -> torch.Tensor:
+        rows = torch.stack([self.row(i) for i in field_index])  # [fields, channels, kt, *ks]
         if self.direction == "in":
             return causal_conv(x, rows.transpose(0, 1), self.bias, periodic)
-        return causal_conv(x, rows, self.bias.index_select(0, field_index), periodic)
+        return causal_conv(x, rows, torch.cat([self.row_bias(i) for i in field_index]), periodic)
 
     @torch.no_grad()
     def grow(self, n_new: int) -> None:
-        """Appends ``n_new`` rows; existing rows are left untouched.
+        """Appends ``n_new`` fields; existing rows are left untouched.
 
         New input rows are drawn with the spread of the existing rows. New output rows start at zero, so a new
         field is predicted as its (normalised) mean until it is trained, without disturbing the others.
         """
-        if n_new <= 0:
-            return
-        new_weight = self.weight.new_zeros(n_new, *self.weight.shape[1:])
-        if self.direction == "in":
-            new_weight.normal_(0.0, float(self.weight.std()) if self.weight.numel() > 1 else 1.0)
-        self.weight = nn.Parameter(torch.cat([self.weight.data, new_weight]))
-        if self.direction == "out":
-            self.bias = nn.Parameter(torch.cat([self.bias.data, self.bias.new_zeros(n_new)]))
+        existing = torch.stack([self.row(i) for i in range(self.vocab_size)])
+        for _ in range(max(n_new, 0)):
+            row = existing.new_zeros(self.row_shape)
+            if self.direction == "in":
+                row.normal_(0.0, float(existing.std()) if existing.numel() > 1 else 1.0)
+            self._append(row)
 
 
 def compression_schedule(

@@ -312,10 +312,16 @@ class PhysfmDynamicsModel(PhysfmDynamicsPreTrainedModel):
         return loaded
 
     def freeze_tokeniser(self) -> None:
-        """Freeze the tokeniser: no gradients, eval mode (kept across `.train()`), recorded in the config."""
+        """Freeze the tokeniser: no gradients, eval mode (kept across `.train()`), recorded in the config.
+
+        The rows of fields the tokeniser was never trained on (`tokeniser.untrained_field_names`, e.g. a
+        downstream field its pretraining data lacked) stay trainable: frozen, they would stay random.
+        """
         self.config.freeze_tokeniser = True
         self.tokeniser.requires_grad_(False)
         self.tokeniser.eval()
+        for parameter in self.tokeniser.field_parameters(self.tokeniser.untrained_field_names):
+            parameter.requires_grad_(True)
 
     def unfreeze_tokeniser(self) -> None:
         """Make the tokeniser trainable again (finetuning); recorded in the config."""
@@ -386,7 +392,8 @@ class PhysfmDynamicsModel(PhysfmDynamicsPreTrainedModel):
     ) -> torch.Tensor:
         """Tokeniser latents `[B, T', h, w, D]` of `fields` at the configured compression (no grad when frozen)."""
         field_names, periodic = self._resolve_fields(field_names, periodic)
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_tokeniser):
+        frozen = self.config.freeze_tokeniser and not self.tokeniser.untrained_field_names
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
             return self.tokeniser.encode(
                 fields,
                 spatial_compression=self.config.spatial_compression,
@@ -419,7 +426,11 @@ class PhysfmDynamicsModel(PhysfmDynamicsPreTrainedModel):
             periodic=periodic,
             spatial_shape=tuple(input_fields.shape[2:-1]),
         )
-        prediction = decoded[:, -self.config.temporal_compression :]
+        t = self.config.temporal_compression
+        prediction = decoded[:, -t:]
+        if self.config.field_residual:
+            # decoded[:, -t - 1] reconstructs the last input frame from the same latent history.
+            prediction = input_fields[:, -1:].to(prediction.dtype) + (prediction - decoded[:, -t - 1 : -t])
         return prediction, next_latent
 
     @torch.no_grad()

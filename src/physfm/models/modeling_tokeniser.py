@@ -128,7 +128,7 @@ class PhysfmTokeniserEncoder(nn.Module):
         self.conv_out = CausalConv(widths[-1], config.latent_channels, **_conv_kwargs(config))
 
     def forward(
-        self, x: torch.Tensor, field_index: torch.Tensor, periodic: Sequence[bool], schedule: list[tuple[int, int]]
+        self, x: torch.Tensor, field_index: list[int], periodic: Sequence[bool], schedule: list[tuple[int, int]]
     ) -> torch.Tensor:
         x = self.field_in(x, field_index, periodic)
         for level, strides in zip(self.levels, [*schedule, None], strict=True):
@@ -155,7 +155,7 @@ class PhysfmTokeniserDecoder(nn.Module):
         self.field_out = FieldConv(len(config.field_names), widths[0], "out", **_conv_kwargs(config))
 
     def forward(
-        self, z: torch.Tensor, field_index: torch.Tensor, periodic: Sequence[bool], schedule: list[tuple[int, int]]
+        self, z: torch.Tensor, field_index: list[int], periodic: Sequence[bool], schedule: list[tuple[int, int]]
     ) -> torch.Tensor:
         x = self.conv_in(z, periodic)
         for block in self.mid:
@@ -187,9 +187,12 @@ class PhysfmTokeniserPreTrainedModel(PreTrainedModel):
                 init.zeros_(module.bias)
         elif isinstance(module, FieldConv):
             # An input row sees one field; the fields of a call add up, so scale by the vocabulary size.
-            fan_in = module.kernel_volume * (module.weight.shape[0] if module.direction == "in" else module.weight.shape[1])
-            init.normal_(module.weight, std=fan_in**-0.5)
-            init.zeros_(module.bias)
+            fan_in = module.kernel_volume * (module.vocab_size if module.direction == "in" else module.row_shape[0])
+            for name, parameter in module.named_parameters(recurse=False):
+                if name.startswith("weight_"):
+                    init.normal_(parameter, std=fan_in**-0.5)
+                else:
+                    init.zeros_(parameter)
         elif isinstance(module, ChannelRMSNorm):
             init.ones_(module.weight)
 
@@ -248,7 +251,7 @@ class PhysfmTokeniserModel(PhysfmTokeniserPreTrainedModel):
             )
         return s, t
 
-    def _field_index(self, field_names: Sequence[str] | None, n_fields: int, argument: str) -> torch.Tensor:
+    def _field_index(self, field_names: Sequence[str] | None, n_fields: int, argument: str) -> list[int]:
         vocab = self.config.field_names
         if field_names is None:
             if n_fields != len(vocab):
@@ -276,7 +279,7 @@ class PhysfmTokeniserModel(PhysfmTokeniserPreTrainedModel):
                     f"{len(names)}; they must match."
                 )
         position = {name: i for i, name in enumerate(vocab)}
-        return torch.tensor([position[n] for n in names], dtype=torch.long, device=self.device)
+        return [position[n] for n in names]
 
     def _resolve_periodic(self, periodic: Sequence[bool] | None) -> tuple[bool, ...]:
         if periodic is None:
@@ -411,11 +414,24 @@ class PhysfmTokeniserModel(PhysfmTokeniserPreTrainedModel):
         loss = F.mse_loss(reconstruction, fields) if return_loss else None
         return PhysfmTokeniserOutput(loss=loss, reconstruction=reconstruction, latents=latents)
 
+    @property
+    def untrained_field_names(self) -> list[str]:
+        """Fields of the vocabulary outside `config.trained_field_names` (none when it is not recorded)."""
+        trained = self.config.trained_field_names
+        return [] if trained is None else [n for n in self.config.field_names if n not in trained]
+
+    def field_parameters(self, field_names: Sequence[str]) -> list[nn.Parameter]:
+        """The input and output rows that belong to `field_names` alone (nothing shared with other fields)."""
+        index = self._field_index(field_names, len(field_names), "field_names")
+        return [p for i in index for conv in (self.encoder.field_in, self.decoder.field_out)
+                for p in conv.field_parameters(i)]
+
     def add_fields(self, field_names: Sequence[str]) -> None:
         """Grows the field vocabulary, like ``resize_token_embeddings``.
 
         Existing rows of the input projection and output head are unchanged; new output rows start at zero, so
         the model predicts a new field as its normalised mean until trained. ``config.field_names`` is updated
+        (the new fields stay out of ``config.trained_field_names``, so a frozen tokeniser still trains them)
         and the result saves and loads like any checkpoint. Create the optimizer after calling this: the two
         projections get new parameter tensors.
         """
@@ -430,6 +446,8 @@ class PhysfmTokeniserModel(PhysfmTokeniserPreTrainedModel):
             )
         self.encoder.field_in.grow(len(new))
         self.decoder.field_out.grow(len(new))
+        if self.config.trained_field_names is None:  # record that the existing fields were trained, the new not
+            self.config.trained_field_names = list(self.config.field_names)
         self.config.field_names = [*self.config.field_names, *new]
 
 

@@ -150,6 +150,15 @@ class TokeniserTask:
                 logger.info("adding fields %s to the tokeniser vocabulary", new)
                 self.model.add_fields(new)
         check_tokeniser_fits(self.model.config, self.train_datasets, "being trained")
+        # Record which rows this pretraining trains: a vocabulary may hold fields no dataset here has (made
+        # room for a downstream system), and a frozen tokeniser must still train those later.
+        config = self.model.config
+        if model_args.tokeniser == "scratch":
+            trained = set()
+        else:
+            trained = set(config.field_names if config.trained_field_names is None else config.trained_field_names)
+        trained.update(name for dataset in self.train_datasets for name in dataset.field_names)
+        config.trained_field_names = [name for name in config.field_names if name in trained]
 
     def ratio_at(self, step: int) -> tuple[int, int]:
         """The compression ratio of ``step``: the same on every rank, and again after a resume."""
@@ -234,6 +243,10 @@ class DynamicsTask:
                     f"--model_config: 'tokeniser_config' overrides {sorted(tokeniser_overrides)} cannot change the "
                     f"pretrained tokeniser {source!r}; drop them or use --tokeniser scratch"
                 )
+            new = [name for name in data.field_names if name not in tok_config.field_names]
+            if new:  # like new tokens: a frozen tokeniser still trains them (see PhysfmDynamicsModel.freeze_tokeniser)
+                logger.info("adding fields %s, which tokeniser %s has never seen, to its vocabulary", new, source)
+                pretrained.add_fields(new)
             check_tokeniser_fits(tok_config, [data], repr(source))
             for key, allowed in (("spatial_compression", tok_config.spatial_compressions),
                                  ("temporal_compression", tok_config.temporal_compressions)):
