@@ -97,7 +97,10 @@ def test_rerun_reuses_finished_runs(micro, capsys):
     assert main(["--preset", "micro", "--out", str(out), "--cache_dir", str(cache), "--quiet"]) == 0
     again = json.loads((out / "results.json").read_text())
     assert again["runs"]["scratch"]["vrmse"] == payload["runs"]["scratch"]["vrmse"]
-    assert "| configuration | step 1 | step 2 |" in capsys.readouterr().out
+    n_runs = len(PRESETS["micro"].scratch_learning_rates) + 5 + 2  # the sweep, the rest of the grid, 2 tokenisers
+    assert payload["reused_runs"] == [] and len(again["reused_runs"]) == n_runs
+    printed = capsys.readouterr().out
+    assert "| configuration | step 1 | step 2 |" in printed and f"{n_runs} training runs reused" in printed
 
 
 def test_user_errors_are_value_errors(tmp_path):
@@ -123,6 +126,10 @@ def test_cross_domain_tokeniser_learns_the_tracer_downstream_even_frozen(micro):
     from physfm.models import PhysfmDynamicsModel, PhysfmTokeniserModel
 
     payload, _, _ = micro
+    floors = {key: payload["tokenisers"][key]["downstream_reconstruction"] for key in ("in_domain", "cross_domain")}
+    assert floors["in_domain"]["fields"] == ["tracer", "pressure", "velocity_x", "velocity_y"]
+    assert floors["cross_domain"]["fields"] == ["pressure", "velocity_x", "velocity_y"]  # never saw the tracer
+    assert all(math.isfinite(floor["vrmse"]) for floor in floors.values())
     pretrained = PhysfmTokeniserModel.from_pretrained(payload["tokenisers"]["cross_domain"]["model_dir"])
     assert "tracer" not in pretrained.config.field_names
     frozen = PhysfmDynamicsModel.from_pretrained(payload["runs"]["cross_domain_frozen"]["model_dir"]).tokeniser

@@ -80,6 +80,7 @@ def collect(preset: ExperimentPreset, results: dict[str, Any], wall_time_s: floa
             "data": [{"system": d["system"], "path": d["path"], "seed": d["seed"]} for d in data],
             "steps": summary["steps"],
             "reconstruction_vrmse": {k: float(v) for k, v in final.items() if k.startswith("vrmse")},
+            "downstream_reconstruction": results.get(f"reconstruction:{key}"),
             "compute": summary["compute"],
             "model_dir": summary["model_dir"],
         }
@@ -127,6 +128,8 @@ def collect(preset: ExperimentPreset, results: dict[str, Any], wall_time_s: floa
         "summary": summary,
         "data": {k.removeprefix("data:"): v for k, v in results.items() if k.startswith("data:")},
         "wall_time_s": wall_time_s,
+        "reused_runs": sorted(name for name, value in results.items()
+                              if name != "scratch" and isinstance(value, dict) and value.get("reused")),
         "environment": environment,
     }
 
@@ -180,7 +183,9 @@ def markdown(payload: dict[str, Any]) -> str:
     lines += [f"Downstream: `{settings['downstream']['system']}` {tuple(settings['downstream']['resolution'])}, "
               f"{settings['max_steps']} dynamics steps (batch {settings['batch_size']}), spatial compression "
               f"{settings['spatial_compression']}, seed {settings['seed']}. Wall time "
-              f"{payload['wall_time_s'] / 60:.1f} min on {env.get('hardware', 'this machine')}.", ""]
+              f"{payload['wall_time_s'] / 60:.1f} min on {env.get('hardware', 'this machine')}"
+              + (f" ({len(payload['reused_runs'])} training runs reused from an earlier invocation)."
+                 if payload.get("reused_runs") else "."), ""]
     residual = settings["dynamics_config"].get("field_residual", True)
     lines += ["Dynamics formulation: " + (
         "field residual (the last frame plus the decoded change, physfm's default)." if residual else
@@ -266,12 +271,17 @@ def markdown(payload: dict[str, Any]) -> str:
     lines.append("")
 
     if payload["tokenisers"]:
-        lines += ["## Tokeniser pretraining", "", "| tokeniser | data | steps | reconstruction VRMSE (valid) |",
-                  "|---|---|---:|---:|"]
+        lines += ["## Tokeniser pretraining", "",
+                  "Reconstruction VRMSE on the tokeniser's own valid split, and on the downstream valid split (the "
+                  "floor under a frozen tokeniser's dynamics error; fields outside its vocabulary left out).", "",
+                  "| tokeniser | data | steps | own valid | downstream valid (fields) |", "|---|---|---:|---:|---:|"]
         for key, entry in payload["tokenisers"].items():
             systems = ", ".join(f"`{d['system']}`" for d in entry["data"])
+            downstream = entry.get("downstream_reconstruction") or {}
+            fields = ", ".join(downstream.get("fields", []))
             lines.append(f"| {key.replace('_', '-')} | {systems} | {entry['steps']} | "
-                         f"{_fmt(entry['reconstruction_vrmse'].get('vrmse', math.nan), 3)} |")
+                         f"{_fmt(entry['reconstruction_vrmse'].get('vrmse', math.nan), 3)} | "
+                         f"{_fmt(downstream.get('vrmse', math.nan), 3)} ({fields}) |")
         lines.append("")
     lines += ["Figures: `learning_curves.png`, `rollout_horizons.png`, `compute.png`, `rollout_example.png`.", ""]
     return "\n".join(lines)

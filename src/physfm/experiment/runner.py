@@ -45,7 +45,7 @@ class Job:
     """One unit of work: ``build(results)`` turns the results of its dependencies into its arguments."""
 
     name: str
-    kind: str  # "data" | "train" | "reference"
+    kind: str  # "data" | "train" | "reference" | "reconstruction"
     deps: tuple[str, ...]
     build: Callable[[dict[str, Any]], dict[str, Any]]
     info: dict[str, Any] = field(default_factory=dict)
@@ -67,6 +67,8 @@ def execute(kind: str, kwargs: dict[str, Any]) -> dict[str, Any]:
         return _execute_train(kwargs)
     if kind == "reference":
         return _execute_persistence(**kwargs)
+    if kind == "reconstruction":
+        return _execute_reconstruction(**kwargs)
     raise ValueError(f"unknown job kind {kind!r}")
 
 
@@ -91,6 +93,35 @@ def _execute_persistence(data_dir: str, **kwargs: Any) -> dict[str, Any]:
     metrics = persistence_metrics(data_dir, **kwargs)
     metrics["rollout_vrmse"] = {str(k): v for k, v in metrics["rollout_vrmse"].items()}
     return {"metrics": metrics, "wall_time_s": time.perf_counter() - tic}
+
+
+def _execute_reconstruction(model_dir: str, data_dir: str, spatial_compression: int, temporal_compression: int,
+                            max_samples: int) -> dict[str, Any]:
+    """A tokeniser's reconstruction of the downstream valid split: the floor a frozen tokeniser puts under the
+    dynamics error. Only the fields in its vocabulary count (the cross-domain one never saw the tracer)."""
+    import torch
+
+    from physfm.data import WellWindowDataset
+    from physfm.models import PhysfmTokeniserModel
+    from physfm.training.evaluation import _sample_metrics, eval_indices
+
+    tokeniser = PhysfmTokeniserModel.from_pretrained(model_dir, dtype=torch.float32).eval()
+    dataset = WellWindowDataset(data_dir, split="valid", n_steps_input=1 + temporal_compression, n_steps_output=0)
+    known = [i for i, name in enumerate(dataset.field_names) if name in tokeniser.config.field_names]
+    names = [dataset.field_names[i] for i in known]
+    clips = torch.stack([dataset[i]["input_fields"] for i in eval_indices(len(dataset), max_samples)])
+    with torch.no_grad():
+        out = tokeniser(clips[..., known], spatial_compression, temporal_compression, field_names=names,
+                        periodic=list(dataset.periodic))
+    scale = dataset.normalizer
+
+    def physical(x):  # denormalise the known fields only
+        full = torch.zeros(*x.shape[:-1], len(dataset.field_names))
+        full[..., known] = x
+        return scale.denormalize(full)[..., known]
+
+    metrics = _sample_metrics(physical(out.reconstruction), physical(clips[..., known]), dataset.n_spatial_dims)
+    return {"fields": names, "vrmse": float(metrics["vrmse"].mean()), "wall_time_s": 0.0}
 
 
 def _summary_from_metrics(payload: dict[str, Any]) -> dict[str, Any]:
@@ -245,6 +276,15 @@ def build_jobs(preset: ExperimentPreset, out: Path, cache_dir: Path, device: str
         if name in wanted:
             jobs.append(pretrained_job(name, tokeniser, freeze))
     needed = {dep for job in jobs for dep in job.deps}
+    for key in ("in_domain", "cross_domain"):
+        if f"tokeniser:{key}" in {job.name for job in jobs}:
+            jobs.append(Job(f"reconstruction:{key}", "reconstruction", (f"tokeniser:{key}", "data:downstream"),
+                            lambda results, key=key: {
+                                "model_dir": results[f"tokeniser:{key}"]["model_dir"],
+                                "data_dir": results["data:downstream"]["path"],
+                                "spatial_compression": preset.spatial_compression,
+                                "temporal_compression": preset.temporal_compression,
+                                "max_samples": preset.max_eval_samples}))
     if not wanted & {"cross_domain_frozen", "cross_domain_finetuned"}:
         jobs = [job for job in jobs if job.name not in cross_names or job.name in needed]
     return jobs
