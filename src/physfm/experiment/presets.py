@@ -180,7 +180,7 @@ PRESETS["micro"] = ExperimentPreset(
 
 PRESETS["tiny"] = ExperimentPreset(
     name="tiny",
-    description="The experiment on a laptop: 2 CPU cores, 15-20 minutes with data generation.",
+    description="The experiment on a laptop: 2 CPU cores, about 10 minutes with data generation.",
     downstream=DataSpec(DOWNSTREAM_SYSTEM, 10, (32, 64), 40, seed=0, split_fractions=(0.6, 0.2, 0.2),
                         params=_TINY_SHEAR),
     in_domain=DataSpec(DOWNSTREAM_SYSTEM, 40, (32, 64), 40, seed=1000, split_fractions=(0.8, 0.2, 0.0),
