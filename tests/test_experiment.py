@@ -137,3 +137,15 @@ def test_cross_domain_tokeniser_learns_the_tracer_downstream_even_frozen(micro):
     reference = pretrained.state_dict()
     changed = {k for k, v in frozen.state_dict().items() if k not in reference or not torch.equal(v, reference[k])}
     assert changed == {n for n, p in frozen.named_parameters() if any(p is q for q in frozen.field_parameters(["tracer"]))}
+
+
+def test_field_residual_flag_switches_the_dynamics_formulation(micro, tmp_path):
+    _, out, cache = micro
+    assert "the paper's (the predicted next latent is decoded" in (out / "results.md").read_text()
+    assert main(["--preset", "micro", "--out", str(tmp_path), "--cache_dir", str(cache), "--quiet",
+                 "--field_residual", "--configurations", "scratch"]) == 0
+    payload = json.loads((tmp_path / "results.json").read_text())
+    assert payload["settings"]["dynamics_config"]["field_residual"] is True
+    config = json.loads((tmp_path / "runs" / "scratch_lr0.001" / "config.json").read_text())
+    assert config["field_residual"] is True
+    assert "Dynamics formulation: field residual" in (tmp_path / "results.md").read_text()
