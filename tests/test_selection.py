@@ -108,6 +108,10 @@ def test_evaluate_reconstruction_covers_every_served_ratio(systems):
     with pytest.raises(ValueError, match="none of the fields .* is in the tokeniser vocabulary"):
         evaluate_reconstruction(gray, data["shear_flow"])
     assert map_fields(["tracer", "density", "foo"], VOCABULARY) == (["tracer", "density"], ["foo"])
+    # a field in the vocabulary whose rows were never trained does not count as known
+    untrained = PhysfmTokeniserModel(tiny_config(trained_field_names=["pressure", "velocity_x", "velocity_y"]))
+    result = evaluate_reconstruction(untrained, data["shear_flow"], compressions=[(2, 1)], max_samples=2)[0]
+    assert set(result.vrmse_per_field) == {"pressure", "velocity_x", "velocity_y"}
 
 
 def test_cli_ranks_hub_candidates_and_explains_unusable_ones(systems, hub_server, tmp_path, capsys):

@@ -67,6 +67,13 @@ def map_fields(data_fields: Sequence[str], vocabulary: Sequence[str]) -> tuple[l
     return mapped, [f for f in data_fields if f not in vocab]
 
 
+def trained_vocabulary(config) -> list[str]:
+    """The vocabulary less the fields whose rows were never trained (added for a downstream system): a
+    tokeniser cannot be judged on a field it has not learnt."""
+    trained = getattr(config, "trained_field_names", None)
+    return [f for f in config.field_names if trained is None or f in trained]
+
+
 def _window_length(temporal_compressions: Sequence[int], n_steps: int) -> tuple[int, list[int]]:
     """The longest clip ``1 + k*lcm(t)`` (k >= 1) that fits, and the temporal ratios it serves.
 
@@ -120,7 +127,7 @@ def evaluate_reconstruction(
     if max_samples < 1 or batch_size < 1:
         raise ValueError(f"max_samples / batch_size: got {max_samples} / {batch_size}; expected positive integers.")
     probe = WellWindowDataset(dataset_dir, split=split, n_steps_input=1, n_steps_output=0, normalize=False)
-    mapped, unmapped = map_fields(probe.field_names, config.field_names)
+    mapped, unmapped = map_fields(probe.field_names, trained_vocabulary(config))
     if field_names is not None:
         missing = [f for f in field_names if f not in mapped]
         if missing:
@@ -346,7 +353,8 @@ def select_tokeniser(
             report.reason = f"cannot load: {error}"
             loaded.append(None)
             continue
-        report.mapped_fields, report.unmapped_fields = map_fields(probe.field_names, tokeniser.config.field_names)
+        report.mapped_fields, report.unmapped_fields = map_fields(probe.field_names,
+                                                                   trained_vocabulary(tokeniser.config))
         loaded.append(tokeniser)
 
     usable = [t for t in loaded if t is not None]
