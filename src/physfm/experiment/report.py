@@ -38,8 +38,13 @@ STYLES = {
     "scratch_compute_matched": ("grey", ":"),
 }
 REFERENCE_LABEL = "persistence (last input frame, no training)"
+PERSISTENCE_STYLE = {"color": "tab:green", "ls": "-.", "lw": 1, "label": "persistence"}
 PRETRAINING = {"in_domain_frozen": "in_domain", "in_domain_finetuned": "in_domain",
                "cross_domain_frozen": "cross_domain", "cross_domain_finetuned": "cross_domain"}
+
+
+def _persistence(payload: dict[str, Any]) -> dict[str, Any] | None:
+    return payload.get("references", {}).get("persistence")
 
 
 def pct_change(value: float, reference: float) -> float:
@@ -213,7 +218,7 @@ def markdown(payload: dict[str, Any]) -> str:
             final = entry["vrmse"][-1]
             label += f" (its final step {entry['step'][-1]}: {_fmt(final)}, {_fmt_pct(pct_change(final, scratch['vrmse'][-1]))} against scratch's final)"
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    persistence = payload.get("references", {}).get("persistence")
+    persistence = _persistence(payload)
     if persistence:
         value = persistence["vrmse"]
         lines.append(f"| {REFERENCE_LABEL} | " + " | ".join(
@@ -273,7 +278,8 @@ def markdown(payload: dict[str, Any]) -> str:
     if payload["tokenisers"]:
         lines += ["## Tokeniser pretraining", "",
                   "Reconstruction VRMSE on the tokeniser's own valid split, and on the downstream valid split (the "
-                  "floor under a frozen tokeniser's dynamics error; fields outside its vocabulary left out).", "",
+                  "floor under a frozen tokeniser's dynamics error; as `physfm select-tokeniser` scores it: fields it never "
+                  "learnt and spatially constant frames, such as shear_flow's initial pressure, left out).", "",
                   "| tokeniser | data | steps | own valid | downstream valid (fields) |", "|---|---|---:|---:|---:|"]
         for key, entry in payload["tokenisers"].items():
             systems = ", ".join(f"`{d['system']}`" for d in entry["data"])
@@ -294,13 +300,13 @@ def plot_learning_curves(payload: dict[str, Any], path: Path) -> Path:
     titles = {"vrmse": "next-frame VRMSE", "spectral_mse_low": "spectral MSE, low k",
               "spectral_mse_mid": "spectral MSE, mid k", "spectral_mse_high": "spectral MSE, high k"}
     fig, axes = plt.subplots(2, 2, figsize=(10, 7.5), constrained_layout=True)
-    persistence = payload.get("references", {}).get("persistence")
+    persistence = _persistence(payload)
     for ax, metric in zip(axes.flat, METRICS, strict=True):
         for name, entry in payload["runs"].items():
             color, style = STYLES[name]
             ax.plot(entry["step"], entry[metric], style, color=color, marker="o", markersize=3, label=LABELS[name])
         if persistence:
-            ax.axhline(persistence[metric], color="tab:green", ls="-.", lw=1, label="persistence")
+            ax.axhline(persistence[metric], **PERSISTENCE_STYLE)
         ax.set_yscale("log")
         ax.set_xlabel("dynamics step")
         ax.set_title(titles[metric])
@@ -320,11 +326,10 @@ def plot_rollout_horizons(payload: dict[str, Any], path: Path) -> Path:
         color, style = STYLES[name]
         ax.plot(horizons, [entry["rollout_vrmse"][str(h)] for h in horizons], style, color=color, marker="o",
                 markersize=3, label=LABELS[name])
-    persistence = payload.get("references", {}).get("persistence")
+    persistence = _persistence(payload)
     if persistence:
         horizons = sorted(int(h) for h in persistence["rollout_vrmse"])
-        ax.plot(horizons, [persistence["rollout_vrmse"][str(h)] for h in horizons], "-.", color="tab:green",
-                label="persistence")
+        ax.plot(horizons, [persistence["rollout_vrmse"][str(h)] for h in horizons], **PERSISTENCE_STYLE)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("rollout horizon (frames)")
@@ -345,9 +350,9 @@ def plot_compute(payload: dict[str, Any], path: Path) -> Path:
         x = [(cost["pretraining_flops"] + step * per_step) / 1e12 for step in entry["step"]]
         color, style = STYLES[name]
         ax.plot(x, entry["vrmse"], style, color=color, marker="o", markersize=3, label=LABELS[name])
-    persistence = payload.get("references", {}).get("persistence")
+    persistence = _persistence(payload)
     if persistence:
-        ax.axhline(persistence["vrmse"], color="tab:green", ls="-.", lw=1, label="persistence")
+        ax.axhline(persistence["vrmse"], **PERSISTENCE_STYLE)
     ax.set_yscale("log")
     ax.set_xlabel("total training TFLOPs (tokeniser pretraining included)")
     ax.set_ylabel("valid next-frame VRMSE")

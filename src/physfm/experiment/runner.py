@@ -98,30 +98,16 @@ def _execute_persistence(data_dir: str, **kwargs: Any) -> dict[str, Any]:
 def _execute_reconstruction(model_dir: str, data_dir: str, spatial_compression: int, temporal_compression: int,
                             max_samples: int) -> dict[str, Any]:
     """A tokeniser's reconstruction of the downstream valid split: the floor a frozen tokeniser puts under the
-    dynamics error. Only the fields in its vocabulary count (the cross-domain one never saw the tracer)."""
+    dynamics error. Only the fields it has learnt count (the cross-domain one never saw the tracer)."""
     import torch
 
-    from physfm.data import WellWindowDataset
     from physfm.models import PhysfmTokeniserModel
-    from physfm.training.evaluation import _sample_metrics, eval_indices
+    from physfm.selection import evaluate_reconstruction
 
-    tokeniser = PhysfmTokeniserModel.from_pretrained(model_dir, dtype=torch.float32).eval()
-    dataset = WellWindowDataset(data_dir, split="valid", n_steps_input=1 + temporal_compression, n_steps_output=0)
-    known = [i for i, name in enumerate(dataset.field_names) if name in tokeniser.config.field_names]
-    names = [dataset.field_names[i] for i in known]
-    clips = torch.stack([dataset[i]["input_fields"] for i in eval_indices(len(dataset), max_samples)])
-    with torch.no_grad():
-        out = tokeniser(clips[..., known], spatial_compression, temporal_compression, field_names=names,
-                        periodic=list(dataset.periodic))
-    scale = dataset.normalizer
-
-    def physical(x):  # denormalise the known fields only
-        full = torch.zeros(*x.shape[:-1], len(dataset.field_names))
-        full[..., known] = x
-        return scale.denormalize(full)[..., known]
-
-    metrics = _sample_metrics(physical(out.reconstruction), physical(clips[..., known]), dataset.n_spatial_dims)
-    return {"fields": names, "vrmse": float(metrics["vrmse"].mean()), "wall_time_s": 0.0}
+    tokeniser = PhysfmTokeniserModel.from_pretrained(model_dir, dtype=torch.float32)
+    result = evaluate_reconstruction(tokeniser, data_dir, "valid", max_samples=max_samples,
+                                     compressions=[(spatial_compression, temporal_compression)])[0]
+    return {"fields": list(result.vrmse_per_field), "vrmse": result.vrmse, "wall_time_s": 0.0}
 
 
 def _summary_from_metrics(payload: dict[str, Any]) -> dict[str, Any]:
