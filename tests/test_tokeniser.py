@@ -231,6 +231,7 @@ def test_bad_input_raises_value_error_naming_argument(call, pattern):
         (dict(temporal_compressions=[1, 32]), r"largest temporal factor"),
         (dict(channel_multipliers=[1, 2]), r"channel_multipliers=\[1, 2\] must hold 5"),
         (dict(field_names=["u", "u"]), r"distinct"),
+        (dict(trained_field_names=["u", "rho"]), r"trained_field_names=\['u', 'rho'\] names \['rho'\], not in"),
     ],
 )
 def test_bad_config_raises_value_error(overrides, pattern):
