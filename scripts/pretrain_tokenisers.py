@@ -33,9 +33,9 @@ from physfm.training import train
 # Hub names are short and hyphenated: physfm/tokeniser-gray-scott, not ..._reaction_diffusion.
 REPO_NAMES = {"gray_scott_reaction_diffusion": "gray-scott"}
 DEFAULT_SYSTEMS = ["shear_flow", "gray_scott_reaction_diffusion", "euler_multi_quadrants", "acoustic_wave"]
-# Narrow at full resolution, wider where the grid is small: a CPU trains this in minutes. GPU runs pass a
-# wider --model-config (e.g. hidden_channels 64, layers_per_level 2).
-CPU_TOKENISER = {"hidden_channels": 8, "channel_multipliers": [1, 2, 4, 4, 4], "mid_layers": 1, "layers_per_level": 1}
+# The default PhysfmTokeniserConfig is the CPU-sized one; GPU runs pass PhysfmTokeniserConfig.for_gpu()'s
+# settings: --model-config '{"hidden_channels": 64, "channel_multipliers": [1, 2, 4, 4, 4],
+# "layers_per_level": [1, 2, 2, 2, 2]}'.
 
 
 def repo_name(system: str) -> str:
@@ -50,12 +50,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data-root", help="Use <data-root>/<system> instead of simulating.")
     parser.add_argument("--resolution", default="32x32", help="Simulated grid, HxW.")
     parser.add_argument("--n-trajectories", type=int, default=10)
-    parser.add_argument("--n-steps", type=int, default=24, help="Stored time steps per simulated trajectory.")
-    parser.add_argument("--max-steps", type=int, default=300, help="Tokeniser training steps per checkpoint.")
+    parser.add_argument("--n-steps", type=int, default=40, help="Stored time steps per simulated trajectory.")
+    parser.add_argument("--dt-stride", type=int, default=4,
+                        help="Stored frames between the frames of a training and evaluation clip: the stride at which "
+                        "the dynamics model will use the tokeniser (default 4, where the systems change visibly).")
+    parser.add_argument("--max-steps", type=int, default=600, help="Tokeniser training steps per checkpoint.")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--learning-rate", type=float, default=2e-3)
-    parser.add_argument("--model-config", default=json.dumps(CPU_TOKENISER),
-                        help="Tokeniser config overrides as inline JSON (default: a CPU-sized tokeniser).")
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--model-config", default="{}",
+                        help="Tokeniser config overrides as inline JSON (default: the default, CPU-sized config).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="Simulation device.")
     parser.add_argument("--cards-dir", default=None, help="Also write each rendered card to <cards-dir>/<repo>.md.")
@@ -87,14 +90,18 @@ def pretrain(name: str, system: str, datasets: list[Path], args: argparse.Namesp
     run_dir = out / name
     result = train(stage="tokeniser", data=datasets, output_dir=run_dir, max_steps=args.max_steps,
                    per_device_train_batch_size=args.batch_size, learning_rate=args.learning_rate,
-                   eval_steps=0, save_steps=0, seed=args.seed, model_config=args.model_config,
+                   eval_steps=0, save_steps=0, seed=args.seed, model_config=args.model_config, dt_stride=args.dt_stride,
                    overwrite_output_dir=True, disable_tqdm=False)
     model = PhysfmTokeniserModel.from_pretrained(result.model_dir, dtype=torch.float32)
-    evals = [row for dataset in datasets for row in evaluate_reconstruction(model, dataset, "valid")]
+    evals = [row for dataset in datasets
+             for row in evaluate_reconstruction(model, dataset, "valid", dt_stride=args.dt_stride)]
     card = render_model_card(
         model, repo_id, physical_system=system, eval_results=evals,
         dataset_name=system if len(datasets) == 1 else "multi",
         training={"data": ", ".join(d.name for d in datasets), "steps": result.steps,
+                  "clips": f"{1 + 2 * max(model.config.temporal_compressions)} frames, {args.dt_stride} stored "
+                           "frames apart, one compression ratio drawn per batch",
+                  "batch size": args.batch_size, "learning rate": f"{args.learning_rate:g} (cosine)",
                   "training FLOPs": f"{result.total_flops:.3g}"},
     )
     card.save(Path(result.model_dir) / "README.md")

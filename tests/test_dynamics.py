@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 import textwrap
@@ -36,7 +37,6 @@ def tiny_tokeniser_config(**overrides) -> PhysfmTokeniserConfig:
         hidden_channels=4,
         channel_multipliers=[1, 2, 2],
         layers_per_level=1,
-        mid_layers=0,
     )
     kwargs.update(overrides)
     return PhysfmTokeniserConfig(**kwargs)
@@ -206,8 +206,28 @@ def test_scratch_model_trains_tokeniser_too():
     assert model.tokeniser.config is model.config.tokeniser_config
     _train_step(model, steps=1)
     unused = model.tokeniser.field_parameters(["w"])  # in the vocabulary, not in the data
-    assert all(p.grad is not None for p in model.tokeniser.parameters() if all(p is not q for q in unused))
     assert all(p.grad is None for p in unused)
+    # Everything on the path of the model's ratio trains; only other ratios' heads and transitions sit out.
+    s, t = model.config.spatial_compression, model.config.temporal_compression
+    idle = [name for name, p in model.tokeniser.named_parameters()
+            if p.grad is None and all(p is not q for q in unused)]
+    assert idle and all(_off_the_path(name, s, t) for name in idle), idle
+
+
+def _off_the_path(name: str, spatial: int, temporal: int) -> bool:
+    """Whether a tokeniser parameter is unused at ratio (spatial, temporal): another level's latent head, a level
+    below the exit level, the exit level's own down-sampling, or a time kernel where time is not halved."""
+    exit_level = max(spatial.bit_length(), temporal.bit_length()) - 1
+    head = re.match(r"(?:en|de)coder\.latent_heads\.(\d+)\.", name)
+    if head:
+        return int(head.group(1)) != exit_level
+    level = re.match(r"(en|de)coder\.levels\.(\d+)\.(\w+)\.", name)
+    if level is None:
+        return False
+    side, index, part = level.group(1), int(level.group(2)), level.group(3)
+    transition = index if side == "en" else index - 1  # the encoder goes down from a level, the decoder up to it
+    return (index > exit_level or (side == "en" and index == exit_level and part.startswith("downsample"))
+            or (part.endswith("_time") and transition >= temporal.bit_length() - 1))
 
 
 def test_frozen_tokeniser_still_trains_a_field_it_never_saw(tmp_path, pretrained_tokeniser):

@@ -17,7 +17,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "pretrain_tokenisers.
 def test_pretrains_cards_and_pushes_every_system(tmp_path, hub_server, capsys):
     main = runpy.run_path(str(SCRIPT))["main"]
     main(["--out", str(tmp_path / "run"), "--systems", "shear_flow", "acoustic_wave",
-          "--resolution", "16x16", "--n-trajectories", "10", "--n-steps", "5", "--max-steps", "2",
+          "--resolution", "16x16", "--n-trajectories", "10", "--n-steps", "8", "--dt-stride", "1", "--max-steps", "2",
           "--batch-size", "2", "--device", "cpu", "--cards-dir", str(tmp_path / "cards"),
           "--push", "--hub-org", "physfm"])
     table = capsys.readouterr().out

@@ -21,7 +21,7 @@ from physfm.training.trainer import check_mixed_precision, cpu_has_native_bf16
 REPO = Path(__file__).resolve().parents[1]
 
 # A tokeniser small enough that a training step takes milliseconds: 3 pyramid levels (ratios 2, 4).
-TINY_TOKENISER = {"hidden_channels": 4, "latent_channels": 4, "channel_multipliers": [1, 2, 2], "mid_layers": 0}
+TINY_TOKENISER = {"hidden_channels": 4, "latent_channels": 4, "channel_multipliers": [1, 2, 2]}
 TINY_DYNAMICS = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "patch_size": 2}
 
 

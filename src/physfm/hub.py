@@ -135,7 +135,11 @@ def _eval_table(rows: Sequence[dict], split: str) -> str:
     head = ("| dataset " if by_dataset else "") + "| spatial × | temporal × | VRMSE |"
     head += " spectral NMSE low / mid / high |" if has_spectral else ""
     rule = ("|---" if by_dataset else "") + "|---:|---:|---:|" + ("---|" if has_spectral else "")
-    lines = [f"Reconstruction on the `{split}` split (normalised fields; lower is better).", "", head, rule]
+    clips = sorted({(int(r["n_frames"]), int(r.get("dt_stride") or 1)) for r in rows if r.get("n_frames")})
+    where = "".join(f" on clips of {n} frames, {stride} stored frame{'s' if stride > 1 else ''} apart"
+                    for n, stride in clips[:1])
+    lines = [f"Reconstruction on the `{split}` split{where} (VRMSE of normalised fields; lower is better).", "",
+             head, rule]
     for r in sorted(rows, key=lambda r: (r.get("dataset") or "", r["spatial_compression"], r["temporal_compression"])):
         line = f"| {r.get('dataset') or ''} " if by_dataset else ""
         line += f"| {r['spatial_compression']} | {r['temporal_compression']} | {float(r['vrmse']):.4f} |"

@@ -46,6 +46,8 @@ class ReconstructionResult:
     spectral_nmse_high: float
     n_samples: int
     dataset: str = ""  # the dataset's name (its HDF5 ``dataset_name``)
+    n_frames: int = 0  # frames per evaluated clip
+    dt_stride: int = 1  # stored frames between the frames of a clip
 
 
 def _tokeniser_of(model: Any):
@@ -74,19 +76,24 @@ def trained_vocabulary(config) -> list[str]:
     return [f for f in config.field_names if trained is None or f in trained]
 
 
-def _window_length(temporal_compressions: Sequence[int], n_steps: int) -> tuple[int, list[int]]:
-    """The longest clip ``1 + k*lcm(t)`` (k >= 1) that fits, and the temporal ratios it serves.
+def _window_length(temporal_compressions: Sequence[int], n_steps: int, dt_stride: int = 1) -> tuple[int, list[int]]:
+    """The clip ``1 + 2 * lcm(t)`` frames long, ``dt_stride`` apart, and the temporal ratios it serves.
 
-    One clip length for every ratio keeps the comparison on identical frames. Ratios whose clip does
-    not fit in the trajectories are dropped (largest first).
+    Two latent frames per clip at the largest ratio: with one, ``t`` would barely compress (the first frame is
+    always its own latent), and every ratio would look alike. One clip length for every ratio keeps the
+    comparison on identical frames. Ratios whose clip does not fit in the trajectories are dropped (largest
+    first).
     """
     ratios = sorted(set(int(t) for t in temporal_compressions))
     while ratios:
-        step = math.lcm(*ratios)
-        if 1 + step <= n_steps:
-            return 1 + step, ratios
+        n_frames = 1 + 2 * math.lcm(*ratios)
+        if 1 + (n_frames - 1) * dt_stride <= n_steps:
+            return n_frames, ratios
         ratios.pop()
-    raise ValueError(f"data: trajectories have {n_steps} time steps; at least 2 are needed to evaluate reconstruction.")
+    raise ValueError(
+        f"data: trajectories have {n_steps} time steps; at least {1 + 2 * dt_stride} are needed to evaluate "
+        f"reconstruction on 3-frame clips at dt_stride={dt_stride}."
+    )
 
 
 @torch.no_grad()
@@ -100,6 +107,7 @@ def evaluate_reconstruction(
     batch_size: int = 4,
     field_names: Sequence[str] | None = None,
     device: str | torch.device = "cpu",
+    dt_stride: int = 1,
 ) -> list[ReconstructionResult]:
     """Reconstruction VRMSE and spectral error of ``model`` on a Well-format dataset, per compression ratio.
 
@@ -112,8 +120,9 @@ def evaluate_reconstruction(
         max_samples: Windows evaluated, spread evenly over the split (deterministic).
         batch_size: Windows per forward pass.
         field_names: The data fields to evaluate; default all that the vocabulary holds.
+        dt_stride: Stored frames between the frames of a clip; use the stride the tokeniser will be used at.
 
-    Every ratio is evaluated on the same clips of ``1 + lcm(t)`` frames, in normalised space, with
+    Every ratio is evaluated on the same clips of ``1 + 2 * lcm(t)`` frames (at least ``1 + 2t`` for each ``t``), in normalised space, with
     the data's own boundary conditions. VRMSE follows the_well's definition per frame and field;
     frames where a field is spatially constant are left out of its means, since VRMSE divides by the
     spatial variance. The spectral errors are pooled: the residual's power in each wavenumber bin
@@ -143,7 +152,8 @@ def evaluate_reconstruction(
         )
 
     if compressions is None:
-        n_frames, ratios_t = _window_length(config.temporal_compressions, min(h.n_steps for h in probe.headers))
+        n_frames, ratios_t = _window_length(config.temporal_compressions, min(h.n_steps for h in probe.headers),
+                                            dt_stride)
         compressions = [
             (s, t) for s in config.spatial_compressions for t in ratios_t
             if all(n % s == 0 for n in probe.spatial_shape)
@@ -156,10 +166,11 @@ def evaluate_reconstruction(
                     f"compressions: ({s}, {t}) is not served by this tokeniser; expected spatial in "
                     f"{list(config.spatial_compressions)} and temporal in {list(config.temporal_compressions)}."
                 )
-        n_frames, served = _window_length([t for _, t in compressions], min(h.n_steps for h in probe.headers))
+        n_frames, served = _window_length([t for _, t in compressions], min(h.n_steps for h in probe.headers),
+                                          dt_stride)
         if len(served) < len({t for _, t in compressions}):
             raise ValueError(
-                f"compressions: temporal ratios {sorted({t for _, t in compressions})} need clips of 1 + lcm frames; "
+                f"compressions: temporal ratios {sorted({t for _, t in compressions})} need clips of 1 + 2*lcm frames; "
                 f"the trajectories of {str(dataset_dir)!r} are too short (serve {served})."
             )
     if not compressions:
@@ -168,7 +179,8 @@ def evaluate_reconstruction(
             f"grid {tuple(probe.spatial_shape)}; resample the data to a multiple of a supported ratio."
         )
 
-    dataset = WellWindowDataset(dataset_dir, split=split, n_steps_input=n_frames, n_steps_output=0, normalize=True)
+    dataset = WellWindowDataset(dataset_dir, split=split, n_steps_input=n_frames, n_steps_output=0,
+                                dt_stride=dt_stride, normalize=True)
     channels = [dataset.field_names.index(f) for f in mapped]
     n = min(max_samples, len(dataset))
     indices = sorted({round(i * (len(dataset) - 1) / max(n - 1, 1)) for i in range(n)})
@@ -209,6 +221,8 @@ def evaluate_reconstruction(
                 spectral_nmse_high=float(spectrum[2]),
                 n_samples=len(indices),
                 dataset=dataset.dataset_name,
+                n_frames=n_frames,
+                dt_stride=dt_stride,
             ))
     finally:
         tokeniser.train(was_training)

@@ -15,13 +15,16 @@ def _is_power_of_two(n: int) -> bool:
 
 class PhysfmTokeniserConfig(PreTrainedConfig):
     r"""
-    Configuration of [`PhysfmTokeniserModel`], a MAGVIT-style causal 3-D convolutional autoencoder whose
+    Configuration of [`PhysfmTokeniserModel`], a MAGVIT-style causal (2+1)-D convolutional autoencoder whose
     compression ratio is chosen at run time.
 
-    The encoder is a pyramid of `n_levels = log2(max(spatial_compressions)) + 1` levels. Level 0 runs at the input
-    resolution; between level `l` and `l + 1` sits a down-sampling convolution with fixed learned kernels whose
-    stride (2 or 1 per axis) is picked at run time: with spatial compression `s` the first `log2(s)` transitions
-    halve space, with temporal compression `t` the first `log2(t)` transitions halve time. The decoder mirrors it.
+    The encoder is a pyramid of `n_levels = log2(max(spatial_compressions)) + 1` levels; level 0 runs at the input
+    resolution and each transition to the next level halves space (and, for the first `log2(t)` transitions, time)
+    with a fixed learned kernel whose stride is picked at run time. A ratio `(s, t)` runs the pyramid down to level
+    `max(log2 s, log2 t)` only and leaves through that level's latent head; the decoder enters at the same level
+    and mirrors it. So one set of weights serves every listed ratio, the upper levels are shared by all of them,
+    and no level runs at a resolution the ratio does not need. Convolutions are factorised: a `k x k` spatial
+    kernel per frame and a causal `k_t` kernel over time.
 
     Args:
         field_names (`list[str]`, *optional*, defaults to `["tracer", "pressure", "velocity_x", "velocity_y"]`):
@@ -32,8 +35,7 @@ class PhysfmTokeniserConfig(PreTrainedConfig):
             that pretraining never saw), like new token embeddings in a frozen language model. `None` counts
             every field as trained.
         n_spatial_dims (`int`, *optional*, defaults to 2):
-            Number of spatial axes. Only 2 is implemented; the layers are written per axis so a factorised 3-D
-            variant can follow.
+            Number of spatial axes. Only 2 is implemented; the layers already run 3-D kernels.
         periodic (`list[bool]`, *optional*, defaults to all `True`):
             Default boundary per spatial axis: circular padding if `True`, replicate padding otherwise.
         spatial_compressions (`list[int]`, *optional*, defaults to `[2, 4, 8, 16]`):
@@ -47,19 +49,18 @@ class PhysfmTokeniserConfig(PreTrainedConfig):
         latent_channels (`int`, *optional*, defaults to 16):
             Channels of the continuous latent.
         hidden_channels (`int`, *optional*, defaults to 32):
-            Width of level 0 (full resolution). Kept small: width at full resolution is the expensive kind.
-        channel_multipliers (`list[int]`, *optional*, defaults to `min(2**l, 4)` per level):
+            Width of level 0 (full resolution), where every channel is most expensive.
+        channel_multipliers (`list[int]`, *optional*, defaults to `[1, 2, 2, ...]`):
             Width of level `l` is `hidden_channels * channel_multipliers[l]`; one entry per level.
-        layers_per_level (`int`, *optional*, defaults to 1):
-            Residual blocks per level, in the encoder and in the decoder.
-        mid_layers (`int`, *optional*, defaults to 1):
-            Residual blocks at the deepest level, after the encoder pyramid and before the decoder pyramid.
+        layers_per_level (`int` or `list[int]`, *optional*, defaults to `[0, 1, 1, ...]`):
+            Residual blocks per level, in the encoder and in the decoder; an int applies to every level. The
+            default puts no block at full resolution, where a block costs four times what it costs one level down.
         kernel_size (`int`, *optional*, defaults to 3):
             Odd spatial kernel size of every convolution (also the down-sampling kernel, so stride <= kernel).
         temporal_kernel_size (`int`, *optional*, defaults to 3):
-            Temporal kernel size of every convolution; time is padded on the left only.
-        norm_eps (`float`, *optional*, defaults to 1e-6):
-            Epsilon of the per-position channel RMS norms.
+            Temporal kernel size; time is padded on the left only.
+        activation (`str`, *optional*, defaults to `"silu"`):
+            `"silu"` or `"gelu"`.
         gradient_checkpointing (`bool`, *optional*, defaults to `False`):
             Recompute residual blocks in the backward pass to save memory.
 
@@ -84,11 +85,10 @@ class PhysfmTokeniserConfig(PreTrainedConfig):
     latent_channels: int = 16
     hidden_channels: int = 32
     channel_multipliers: list[int] | None = None
-    layers_per_level: int = 1
-    mid_layers: int = 1
+    layers_per_level: int | list[int] | None = None
     kernel_size: int = 3
     temporal_kernel_size: int = 3
-    norm_eps: float = 1e-6
+    activation: str = "silu"
     gradient_checkpointing: bool = False
 
     def __post_init__(self, **kwargs):
@@ -106,10 +106,34 @@ class PhysfmTokeniserConfig(PreTrainedConfig):
             int(t) for t in (self.temporal_compressions if self.temporal_compressions is not None else [1, 2, 4])
         )
         if self.channel_multipliers is None:
-            self.channel_multipliers = [min(2**level, 4) for level in range(self.n_levels)]
+            self.channel_multipliers = [min(2**level, 2) for level in range(self.n_levels)]
         self.channel_multipliers = [int(m) for m in self.channel_multipliers]
+        if self.layers_per_level is None:
+            self.layers_per_level = [0] + [1] * (self.n_levels - 1)
+        elif isinstance(self.layers_per_level, int):
+            self.layers_per_level = [self.layers_per_level] * self.n_levels
+        self.layers_per_level = [int(n) for n in self.layers_per_level]
         self._check()
         super().__post_init__(**kwargs)
+
+    @classmethod
+    def for_gpu(cls, **kwargs) -> PhysfmTokeniserConfig:
+        """The larger configuration documented for GPU training: twice the width, up to 4x deeper down, and a
+        block at full resolution plus two per level below it."""
+        n_levels = cls(**kwargs).n_levels
+        defaults = dict(hidden_channels=64, channel_multipliers=[min(2**level, 4) for level in range(n_levels)],
+                        layers_per_level=[1] + [2] * (n_levels - 1))
+        return cls(**{**defaults, **kwargs})
+
+    @property
+    def level_widths(self) -> list[int]:
+        return [self.hidden_channels * m for m in self.channel_multipliers]
+
+    @property
+    def exit_levels(self) -> list[int]:
+        """Pyramid levels whose latent head some listed ratio uses (one level per halving of space or time)."""
+        return sorted({max(s.bit_length(), t.bit_length()) - 1
+                       for s in self.spatial_compressions for t in self.temporal_compressions})
 
     @property
     def n_levels(self) -> int:
@@ -120,7 +144,7 @@ class PhysfmTokeniserConfig(PreTrainedConfig):
         if self.n_spatial_dims != 2:
             raise ValueError(
                 f"n_spatial_dims={self.n_spatial_dims!r} is not supported yet: the tokeniser implements 2 spatial "
-                "dimensions (3-D needs factorised space/time convolutions, not written yet)."
+                "dimensions."
             )
         if len(self.periodic) != self.n_spatial_dims:
             raise ValueError(
@@ -172,11 +196,16 @@ class PhysfmTokeniserConfig(PreTrainedConfig):
                 f"temporal_kernel_size={self.temporal_kernel_size!r} must be >= 2 (a stride-2 kernel may not be "
                 "smaller than its stride)."
             )
-        for name in ("latent_channels", "hidden_channels", "layers_per_level"):
+        for name in ("latent_channels", "hidden_channels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be a positive int.")
-        if self.mid_layers < 0:
-            raise ValueError(f"mid_layers={self.mid_layers!r} must be >= 0.")
+        if len(self.layers_per_level) != self.n_levels or min(self.layers_per_level) < 0:
+            raise ValueError(
+                f"layers_per_level={self.layers_per_level!r} must be an int >= 0 or {self.n_levels} ints >= 0, one "
+                "per pyramid level."
+            )
+        if self.activation not in ("silu", "gelu"):
+            raise ValueError(f"activation={self.activation!r} must be 'silu' or 'gelu'.")
 
 
 __all__ = ["PhysfmTokeniserConfig"]

@@ -1,8 +1,10 @@
-"""Layers shared by physfm's models: causal space-time convolutions whose strides are chosen at run time.
+"""Layers shared by physfm's models: factorised causal space-time convolutions on channels-last tensors.
 
-Tensors inside the models are channels-first, ``[batch, channels, time, *space]``. Every helper here takes the
-number of spatial axes from the tensor or the kernel, so a 3-D spatial variant only has to add a factorised
-space/time convolution in :func:`causal_conv`; padding, norms and resampling are already written per axis.
+Tensors inside the tokeniser keep The Well's layout, ``[batch, time, *space, channels]``. A spatial convolution
+folds time into the batch and runs ``conv2d`` (``conv3d`` in 3-D space) on a channels-last view, which is
+oneDNN's fast path on CPUs and cuDNN's on GPUs; a temporal convolution is one matrix product over the stacked
+taps of past frames. Factorising space and time costs ``k^d + k_t`` instead of ``k^d * k_t`` per channel pair,
+and a single frame (``T = 1``) costs no more than a 2-D autoencoder.
 """
 
 from __future__ import annotations
@@ -15,206 +17,242 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.modeling_layers import GradientCheckpointingLayer
 
+ACTIVATIONS = {"silu": F.silu, "gelu": F.gelu}
 
-def pad_time_causal(x: torch.Tensor, amount: int) -> torch.Tensor:
-    """Pads ``amount`` frames on the left of the time axis (dim 2) by repeating the first frame.
 
-    Padding only on the left keeps every output frame a function of present and past inputs; repeating the
-    first frame (instead of zeros) makes a single frame look like a steady state, so ``T = 1`` needs no special
-    case.
+class _PadSpace(torch.autograd.Function):
+    """Halo padding of ``x [n, *space, c]``: wrap on periodic axes, repeat the edge elsewhere.
+
+    Written by hand because padding runs before every convolution: one allocation and a few slab copies forward,
+    and a backward that folds the halo's gradient back onto the cells it was copied from. Measured 2.5x faster
+    than ``index_select`` or ``torch.cat`` padding, whose backward fills a zero tensor per piece.
     """
-    if amount == 0:
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, pad: int, periodic: tuple[bool, ...]) -> torch.Tensor:
+        ctx.pad, ctx.periodic = pad, periodic
+        shape = list(x.shape)
+        for axis in range(len(periodic)):
+            shape[1 + axis] += 2 * pad
+        y = x.new_empty(shape)
+        centre = y
+        for axis in range(len(periodic)):
+            centre = centre.narrow(1 + axis, pad, x.shape[1 + axis])
+        centre.copy_(x)
+        for axis, circular in enumerate(periodic):  # later axes copy whole slabs, so corners come out right
+            dim, n = 1 + axis, x.shape[1 + axis]
+            left, right = y.narrow(dim, 0, pad), y.narrow(dim, pad + n, pad)
+            if circular:
+                left.copy_(y.narrow(dim, n, pad))
+                right.copy_(y.narrow(dim, pad, pad))
+            else:
+                left.copy_(y.narrow(dim, pad, 1).expand_as(left))
+                right.copy_(y.narrow(dim, pad + n - 1, 1).expand_as(right))
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        pad = ctx.pad
+        grad = grad.clone()
+        for axis in reversed(range(len(ctx.periodic))):
+            dim = 1 + axis
+            n = grad.shape[dim] - 2 * pad
+            left, right = grad.narrow(dim, 0, pad), grad.narrow(dim, pad + n, pad)
+            if ctx.periodic[axis]:
+                grad.narrow(dim, n, pad).add_(left)
+                grad.narrow(dim, pad, pad).add_(right)
+            else:
+                grad.narrow(dim, pad, 1).add_(left.sum(dim, keepdim=True))
+                grad.narrow(dim, pad + n - 1, 1).add_(right.sum(dim, keepdim=True))
+            grad = grad.narrow(dim, pad, n)
+        return grad, None, None
+
+
+def pad_space(x: torch.Tensor, pad: int, periodic: Sequence[bool]) -> torch.Tensor:
+    """Pads the spatial axes of ``x [n, *space, c]`` by ``pad`` cells on each side.
+
+    Periodic axes wrap around, which makes every convolution exactly shift-equivariant there; other axes repeat
+    their edge cell. A halo wider than its axis (a large kernel on a tiny grid) falls back to indexing.
+    """
+    if pad == 0:
         return x
-    first = x[:, :, :1].expand(-1, -1, amount, *x.shape[3:])
-    return torch.cat([first, x], dim=2)
-
-
-def pad_space(x: torch.Tensor, pads: Sequence[tuple[int, int]], periodic: Sequence[bool]) -> torch.Tensor:
-    """Pads the trailing spatial axes of ``x``: circularly where ``periodic`` else by replication.
-
-    ``pads[i] = (before, after)`` for spatial axis ``i``. Circular padding on a periodic axis is what makes the
-    convolutions exactly shift-equivariant there.
-    """
-    n_space = len(pads)
-    if x.ndim == 5 and not any(periodic):
-        # Fast path: F.pad replicates the last three axes of a 5-D tensor in one call (time is left alone).
-        # (Circular F.pad is not used: its backward measured 2x slower than the torch.cat below.)
-        flat = [p for pair in reversed(pads) for p in pair] + [0, 0]
-        return F.pad(x, flat, mode="replicate") if any(flat) else x
-    for axis, ((before, after), circular) in enumerate(zip(pads, periodic, strict=True)):
-        if before == after == 0:
-            continue
-        dim = x.ndim - n_space + axis
-        size = x.shape[dim]
-        if circular:
-            parts = [x.narrow(dim, size - before, before), x, x.narrow(dim, 0, after)]
-        else:
-            shape = list(x.shape)
-            parts = []
-            if before:
-                shape[dim] = before
-                parts.append(x.narrow(dim, 0, 1).expand(shape))
-            parts.append(x)
-            if after:
-                shape[dim] = after
-                parts.append(x.narrow(dim, size - 1, 1).expand(shape))
-        x = torch.cat(parts, dim=dim)
+    if all(pad <= n for n in x.shape[1:-1]):
+        return _PadSpace.apply(x, pad, tuple(bool(p) for p in periodic))
+    for axis, circular in enumerate(periodic):
+        dim = 1 + axis
+        n = x.shape[dim]
+        index = torch.arange(-pad, n + pad, device=x.device)
+        x = x.index_select(dim, index % n if circular else index.clamp(0, n - 1))
     return x
 
 
-def causal_conv(
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor | None,
-    periodic: Sequence[bool],
-    stride_time: int = 1,
-    stride_space: int = 1,
+def spatial_conv(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, periodic: Sequence[bool], stride: int = 1
 ) -> torch.Tensor:
-    """Causal-in-time, boundary-aware convolution of ``x [b, c_in, t, *space]`` with ``weight [c_out, c_in, kt, *ks]``.
+    """Convolves every frame of ``x [b, t, *space, c_in]`` with ``weight [c_out, c_in, *k]``, boundary-aware.
 
-    Time is padded ``kt - 1`` frames on the left, space ``(k - 1) // 2`` on each side. The strides are run-time
-    arguments (the kernel is fixed and learned), so one set of weights serves several compression ratios. With
-    ``T = 1 + k * stride_time`` input frames the output has ``1 + k`` frames, output frame ``j`` seeing inputs
-    up to ``j * stride_time``.
+    ``stride`` is a run-time argument: the same kernel serves every compression ratio.
     """
-    kernel_time, *kernel_space = weight.shape[2:]
-    if stride_time > kernel_time or any(stride_space > k for k in kernel_space):
-        raise ValueError(
-            f"stride (time {stride_time}, space {stride_space}) exceeds kernel {tuple(weight.shape[2:])}: "
-            "run-time strides must not exceed the kernel they modulate."
-        )
-    space_pads = [((k - 1) // 2, (k - 1) // 2) for k in kernel_space]
-    if x.ndim == 5 and not any(periodic):
-        # Replicating the first frame is replicate padding of the time axis: one F.pad call does it all.
-        x = F.pad(x, [p for pair in reversed(space_pads) for p in pair] + [kernel_time - 1, 0], mode="replicate")
-    else:
-        x = pad_space(pad_time_causal(x, kernel_time - 1), space_pads, periodic)
-    if len(kernel_space) == 2:
-        return F.conv3d(x, weight, bias, stride=(stride_time, stride_space, stride_space))
-    raise NotImplementedError(
-        f"causal_conv supports 2 spatial dimensions, got {len(kernel_space)}; a factorised space/time "
-        "convolution is needed for 3-D space."
-    )
+    n_space = weight.ndim - 2
+    if n_space not in (2, 3):
+        raise NotImplementedError(f"spatial_conv supports 2 or 3 spatial dimensions, got {n_space}.")
+    batch, frames = x.shape[:2]
+    frames_as_batch = pad_space(x.flatten(0, 1), (weight.shape[-1] - 1) // 2, periodic)
+    conv = F.conv2d if n_space == 2 else F.conv3d
+    y = conv(frames_as_batch.movedim(-1, 1), weight, bias, stride=stride)  # channels-last memory throughout
+    return y.movedim(1, -1).unflatten(0, (batch, frames))
+
+
+def _nearest_taps(kernel_size: int, reference: torch.Tensor) -> torch.Tensor:
+    """``A [k + 1, k]``: which taps of a ``k``-kernel on a 2x nearest-up-sampled grid land on each of the ``k + 1``
+    offsets of a stride-2 transposed kernel on the original grid."""
+    half = (kernel_size - 1) // 2
+    taps = torch.zeros(kernel_size + 1, kernel_size, dtype=reference.dtype, device=reference.device)
+    for j in range(kernel_size):
+        taps[2 * half - j, j] = taps[2 * half + 1 - j, j] = 1
+    return taps
+
+
+def upsampling_conv(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, periodic: Sequence[bool]
+) -> torch.Tensor:
+    """Exactly ``spatial_conv(nearest_upsample_2x(x), weight, bias, periodic)``, without building the big grid.
+
+    Nearest up-sampling repeats each cell, so a ``k``-tap kernel on the fine grid reads only ``k + 1`` distinct
+    offsets of the coarse one: the same map is a stride-2 transposed convolution with a ``(k + 1)``-tap kernel
+    folded from ``weight``. It costs ``((k + 1) / (2k))^d`` of the fine-grid convolution (0.44x for 3x3) and
+    never materialises the up-sampled input.
+    """
+    n_space = weight.ndim - 2
+    kernel, half = weight.shape[-1], (weight.shape[-1] - 1) // 2
+    taps = _nearest_taps(kernel, weight)
+    folded = weight
+    for axis in range(n_space):  # fold every spatial axis of the kernel: [out, in, *k] -> [out, in, *(k + 1)]
+        folded = torch.tensordot(folded, taps, dims=([2 + axis], [1])).movedim(-1, 2 + axis)
+    halo = (half + 2) // 2  # coarse cells each side that the fine grid's halo reaches
+    batch, frames = x.shape[:2]
+    padded = pad_space(x.flatten(0, 1), halo, periodic).movedim(-1, 1)
+    transpose = F.conv_transpose2d if n_space == 2 else F.conv_transpose3d
+    y = transpose(padded, folded.transpose(0, 1), bias, stride=2)
+    start = 2 * halo + half
+    y = y[(slice(None), slice(None), *[slice(start, start + 2 * n) for n in x.shape[2:-1]])]
+    return y.movedim(1, -1).unflatten(0, (batch, frames))
+
+
+def temporal_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int = 1) -> torch.Tensor:
+    """Causal convolution over the time axis (dim 1) of ``x [b, t, ..., c_in]`` with ``weight [c_out, c_in, k]``.
+
+    Time is padded on the left only, by repeating the first frame, so output frame ``j`` sees input frames up to
+    ``j * stride`` and a single frame behaves as a steady state. ``T = 1 + k * stride`` frames give ``1 + k``.
+    """
+    kernel = weight.shape[-1]
+    n_frames = x.shape[1]
+    if n_frames == 1:  # every tap sees the first frame: the kernel collapses to one exact matrix
+        return F.linear(x, weight.sum(-1), bias)
+    n_out = (n_frames - 1) // stride + 1
+    # Tap k of output frame j reads frame j*stride - (kernel-1) + k, clamped at 0 (the replicated first frame):
+    # the taps are stacked along channels and contracted in one matrix product.
+    first = torch.arange(n_out, device=x.device) * stride - (kernel - 1)
+    taps = torch.cat([x.index_select(1, (first + k).clamp(min=0)) for k in range(kernel)], dim=-1)
+    return F.linear(taps, weight.permute(0, 2, 1).flatten(1), bias)
 
 
 def upsample(x: torch.Tensor, factor_time: int, factor_space: int) -> torch.Tensor:
-    """Nearest-neighbour up-sampling of ``x [b, c, t, *space]`` by run-time factors, causal in time.
+    """Nearest-neighbour up-sampling of ``x [b, t, *space, c]``, causal in time.
 
-    Each latent frame is repeated ``factor_time`` times and the first ``factor_time - 1`` frames are dropped, so
-    ``1 + k`` frames become ``1 + k * factor_time``: the first latent frame gives one frame, each later one gives
-    ``factor_time`` frames, and no frame is produced from a later latent frame than the one covering it.
+    Each frame is repeated ``factor_time`` times and the first ``factor_time - 1`` copies are dropped, so
+    ``1 + k`` frames become ``1 + k * factor_time`` and no frame comes from a later latent frame than its own.
     """
-    if factor_time == 1 and factor_space == 1:
-        return x
-    n_space = x.ndim - 3
-    x = F.interpolate(x, scale_factor=(factor_time, *[factor_space] * n_space), mode="nearest")
-    return x[:, :, factor_time - 1 :]
+    if factor_time > 1:
+        x = x.repeat_interleave(factor_time, dim=1)[:, factor_time - 1 :]
+    if factor_space > 1:
+        for dim in range(2, x.ndim - 1):
+            x = x.repeat_interleave(factor_space, dim=dim)
+    return x
 
 
-class CausalConv(nn.Module):
-    """A convolution with a fixed learned kernel ``[c_out, c_in, kt, *ks]`` applied by :func:`causal_conv`.
+class SpatialConv(nn.Module):
+    """A learned ``[c_out, c_in, *k]`` kernel applied frame by frame by :func:`spatial_conv`.
 
     Args:
-        zero_init: initialise the kernel to zero, so a residual branch that ends here starts as the identity.
+        init_scale: multiplies the fan-in initialisation; residual branches end in a down-scaled kernel so a deep
+            stack starts close to the identity without the dead start of a zero kernel.
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_time: int = 3,
-        kernel_space: int = 3,
-        n_spatial_dims: int = 2,
-        bias: bool = True,
-        zero_init: bool = False,
-    ):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, n_spatial_dims: int = 2,
+                 init_scale: float = 1.0):
         super().__init__()
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_time, *[kernel_space] * n_spatial_dims))
-        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
-        self.zero_init = zero_init
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, *[kernel_size] * n_spatial_dims))
+        self.bias = nn.Parameter(torch.empty(out_channels))
+        self.init_scale = init_scale
 
     @property
     def fan_in(self) -> int:
         return self.weight[0].numel()
 
-    def forward(
-        self, x: torch.Tensor, periodic: Sequence[bool], stride_time: int = 1, stride_space: int = 1
-    ) -> torch.Tensor:
-        return causal_conv(x, self.weight, self.bias, periodic, stride_time, stride_space)
+    def forward(self, x: torch.Tensor, periodic: Sequence[bool], stride: int = 1, upsample: int = 1) -> torch.Tensor:
+        """``stride`` (2 or 1) down-samples; ``upsample=2`` convolves the 2x nearest up-sampled input."""
+        if upsample == 2:
+            return upsampling_conv(x, self.weight, self.bias, periodic)
+        return spatial_conv(x, self.weight, self.bias, periodic, stride)
 
 
-class ChannelRMSNorm(nn.Module):
-    """RMS norm over channels at each position and frame.
+class TemporalConv(nn.Module):
+    """A learned causal ``[c_out, c_in, k_t]`` kernel over time (see :func:`temporal_conv`)."""
 
-    Per-position statistics (instead of GroupNorm over time and space) keep the model causal in time, local in
-    space and independent of the grid size, which shift-equivariance and padding-then-cropping rely on.
-    """
-
-    def __init__(self, channels: int, eps: float = 1e-6):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3):
         super().__init__()
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.eps = eps
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size))
+        self.bias = nn.Parameter(torch.empty(out_channels))
+        self.init_scale = 1.0
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + self.eps)
-        return x * scale * self.weight.view(1, -1, *[1] * (x.ndim - 2))
+    @property
+    def fan_in(self) -> int:
+        return self.weight[0].numel()
+
+    def forward(self, x: torch.Tensor, stride: int = 1) -> torch.Tensor:
+        return temporal_conv(x, self.weight, self.bias, stride)
 
 
 class CausalResBlock(GradientCheckpointingLayer):
-    """Pre-norm residual block of two causal convolutions: ``x + conv(silu(norm(conv(silu(norm(x))))))``."""
+    """``x + conv_s(act(conv_t(act(conv_s(act(x))))))``: space, then causal time, then space again.
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_time: int = 3,
-        kernel_space: int = 3,
-        n_spatial_dims: int = 2,
-        eps: float = 1e-6,
-    ):
+    No normalisation layer: per-position norms slowed learning several-fold in measurements (see the README's
+    tokeniser notes); the down-scaled last kernel keeps deep stacks stable instead.
+    """
+
+    def __init__(self, channels: int, kernel_size: int, temporal_kernel_size: int, n_spatial_dims: int,
+                 activation: str, residual_init_scale: float = 0.5):
         super().__init__()
-        conv = dict(kernel_time=kernel_time, kernel_space=kernel_space, n_spatial_dims=n_spatial_dims)
-        self.norm1 = ChannelRMSNorm(in_channels, eps)
-        self.conv1 = CausalConv(in_channels, out_channels, **conv)
-        self.norm2 = ChannelRMSNorm(out_channels, eps)
-        self.conv2 = CausalConv(out_channels, out_channels, zero_init=True, **conv)
-        self.shortcut = (
-            CausalConv(in_channels, out_channels, 1, 1, n_spatial_dims) if in_channels != out_channels else None
-        )
+        self.act = ACTIVATIONS[activation]
+        self.conv1 = SpatialConv(channels, channels, kernel_size, n_spatial_dims)
+        self.conv_time = TemporalConv(channels, channels, temporal_kernel_size)
+        self.conv2 = SpatialConv(channels, channels, kernel_size, n_spatial_dims, init_scale=residual_init_scale)
 
     def forward(self, x: torch.Tensor, periodic: Sequence[bool]) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)), periodic)
-        h = self.conv2(F.silu(self.norm2(h)), periodic)
-        skip = x if self.shortcut is None else self.shortcut(x, periodic)
-        return skip + h
+        h = self.conv1(self.act(x), periodic)
+        h = self.conv_time(self.act(h))
+        return x + self.conv2(self.act(h), periodic)
 
 
 class FieldConv(nn.Module):
-    """A causal convolution with one kernel row per field of a vocabulary; a call picks the rows it needs.
+    """A spatial convolution with one kernel row per field of a vocabulary; a call picks the rows it needs.
 
-    ``direction="in"`` maps the fields present to ``channels`` features (one ``[channels, kt, *ks]`` row per
-    field, shared bias); ``direction="out"`` maps ``channels`` features to the fields asked for (one row and one
-    bias per field). Selecting rows lets one model serve systems with different field sets, in any order.
+    ``direction="in"`` maps the fields present to ``channels`` features (one ``[channels, *k]`` row per field,
+    shared bias); ``direction="out"`` maps ``channels`` features to the fields asked for (one row and one bias per
+    field). Selecting rows lets one model serve systems with different field sets, in any order.
 
-    Every field owns separate parameters (``weight_{i}``, and ``bias_{i}`` on the way out), so one field can
-    train while the others stay frozen: how a frozen pretrained tokeniser learns a field it never saw, like new
-    token embeddings in a frozen language model. :meth:`grow` adds fields like ``resize_token_embeddings``.
+    Every field owns separate parameters (``weight_{i}``, and ``bias_{i}`` on the way out), so one field can train
+    while the others stay frozen: how a frozen pretrained tokeniser learns a field it never saw, like new token
+    embeddings in a frozen language model. :meth:`grow` adds fields like ``resize_token_embeddings``.
     """
 
-    def __init__(
-        self,
-        vocab_size: int,
-        channels: int,
-        direction: str,
-        kernel_time: int = 3,
-        kernel_space: int = 3,
-        n_spatial_dims: int = 2,
-    ):
+    def __init__(self, vocab_size: int, channels: int, direction: str, kernel_size: int = 3, n_spatial_dims: int = 2):
         super().__init__()
         if direction not in ("in", "out"):
             raise ValueError(f"direction={direction!r} must be 'in' or 'out'.")
         self.direction = direction
-        self.row_shape = (channels, kernel_time, *[kernel_space] * n_spatial_dims)
+        self.row_shape = (channels, *[kernel_size] * n_spatial_dims)
         self.vocab_size = 0
         if direction == "in":
             self.bias = nn.Parameter(torch.empty(channels))
@@ -228,8 +266,10 @@ class FieldConv(nn.Module):
         self.vocab_size += 1
 
     @property
-    def kernel_volume(self) -> int:
-        return math.prod(self.row_shape[1:])
+    def fan_in(self) -> int:
+        """An input row sees one field but the fields of a call add up; an output row sees every channel."""
+        kernel_volume = math.prod(self.row_shape[1:])
+        return kernel_volume * (self.vocab_size if self.direction == "in" else self.row_shape[0])
 
     def row(self, index: int) -> nn.Parameter:
         return getattr(self, f"weight_{index}")
@@ -242,10 +282,10 @@ class FieldConv(nn.Module):
         return [self.row(index)] + ([self.row_bias(index)] if self.direction == "out" else [])
 
     def forward(self, x: torch.Tensor, field_index: Sequence[int], periodic: Sequence[bool]) -> torch.Tensor:
-        rows = torch.stack([self.row(i) for i in field_index])  # [fields, channels, kt, *ks]
+        rows = torch.stack([self.row(i) for i in field_index])  # [fields, channels, *k]
         if self.direction == "in":
-            return causal_conv(x, rows.transpose(0, 1), self.bias, periodic)
-        return causal_conv(x, rows, torch.cat([self.row_bias(i) for i in field_index]), periodic)
+            return spatial_conv(x, rows.transpose(0, 1), self.bias, periodic)
+        return spatial_conv(x, rows, torch.cat([self.row_bias(i) for i in field_index]), periodic)
 
     @torch.no_grad()
     def grow(self, n_new: int) -> None:
@@ -262,27 +302,33 @@ class FieldConv(nn.Module):
             self._append(row)
 
 
-def compression_schedule(
-    spatial_compression: int, temporal_compression: int, n_transitions: int
-) -> list[tuple[int, int]]:
-    """Run-time ``(stride_time, stride_space)`` of each down-sampling transition of the pyramid.
+def exit_level(spatial_compression: int, temporal_compression: int) -> int:
+    """The pyramid level whose latent head serves a ratio: one level per halving of space or of time."""
+    return max(spatial_compression.bit_length(), temporal_compression.bit_length()) - 1
 
-    The first ``log2(s)`` transitions halve space and the first ``log2(t)`` halve time: resolution drops as
-    early as possible, so the wide deep levels always run on the smallest grid a ratio allows.
+
+def compression_schedule(spatial_compression: int, temporal_compression: int) -> list[tuple[int, int]]:
+    """Run-time ``(stride_time, stride_space)`` of each transition down to the ratio's exit level.
+
+    Space halves at the first ``log2(s)`` transitions and time at the first ``log2(t)``; the pyramid stops at the
+    exit level, so no level runs at a resolution the ratio does not need.
     """
     n_space = spatial_compression.bit_length() - 1
     n_time = temporal_compression.bit_length() - 1
-    return [(2 if i < n_time else 1, 2 if i < n_space else 1) for i in range(n_transitions)]
+    return [(2 if i < n_time else 1, 2 if i < n_space else 1) for i in range(max(n_space, n_time))]
 
 
 __all__ = [
-    "CausalConv",
+    "ACTIVATIONS",
     "CausalResBlock",
-    "ChannelRMSNorm",
     "FieldConv",
-    "causal_conv",
+    "SpatialConv",
+    "TemporalConv",
     "compression_schedule",
+    "exit_level",
     "pad_space",
-    "pad_time_causal",
+    "spatial_conv",
+    "temporal_conv",
     "upsample",
+    "upsampling_conv",
 ]

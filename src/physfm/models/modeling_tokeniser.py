@@ -1,7 +1,7 @@
-"""physfm tokeniser: a MAGVIT-style causal 3-D convolutional autoencoder with run-time compression.
+"""physfm tokeniser: a MAGVIT-style causal (2+1)-D convolutional autoencoder with run-time compression.
 
-Public tensors use The Well's layout ``[batch, time, *space, fields]`` (channels last); inside, everything is
-channels-first ``[batch, channels, time, *space]``.
+Tensors keep The Well's layout ``[batch, time, *space, channels]`` inside as well as at the boundary: spatial
+convolutions see channels-last frames (oneDNN's and cuDNN's fast path), time kernels are matrix products.
 """
 
 from __future__ import annotations
@@ -11,14 +11,21 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .configuration_tokeniser import PhysfmTokeniserConfig
-from .layers import CausalConv, CausalResBlock, ChannelRMSNorm, FieldConv, compression_schedule, upsample
+from .layers import (
+    ACTIVATIONS,
+    CausalResBlock,
+    FieldConv,
+    SpatialConv,
+    TemporalConv,
+    compression_schedule,
+    upsample,
+)
 
 
 @dataclass
@@ -41,13 +48,13 @@ class PhysfmTokeniserOutput(ModelOutput):
 
 
 def _pad_to_multiple(x: torch.Tensor, multiple: int, periodic: Sequence[bool]) -> torch.Tensor:
-    """Pads the spatial axes of ``x [b, c, t, *space]`` at their end up to a multiple of ``multiple``.
+    """Pads the spatial axes of ``x [b, t, *space, c]`` at their end up to a multiple of ``multiple``.
 
     Periodic axes are continued periodically (wrapped), others by repeating the edge; indexing instead of
     ``F.pad`` allows any amount, even more than the axis length.
     """
     for axis, circular in enumerate(periodic):
-        dim = 3 + axis
+        dim = 2 + axis
         n = x.shape[dim]
         if n % multiple == 0:
             continue
@@ -57,112 +64,107 @@ def _pad_to_multiple(x: torch.Tensor, multiple: int, periodic: Sequence[bool]) -
     return x
 
 
-def _levels(config: PhysfmTokeniserConfig) -> list[int]:
-    return [config.hidden_channels * m for m in config.channel_multipliers]
-
-
-def _conv_kwargs(config: PhysfmTokeniserConfig) -> dict:
-    return dict(
-        kernel_time=config.temporal_kernel_size,
-        kernel_space=config.kernel_size,
-        n_spatial_dims=config.n_spatial_dims,
-    )
-
-
-def _res_blocks(config: PhysfmTokeniserConfig, channels: int, n: int) -> nn.ModuleList:
+def _res_blocks(config: PhysfmTokeniserConfig, level: int) -> nn.ModuleList:
     return nn.ModuleList(
-        CausalResBlock(channels, channels, eps=config.norm_eps, **_conv_kwargs(config)) for _ in range(n)
+        CausalResBlock(config.level_widths[level], config.kernel_size, config.temporal_kernel_size,
+                       config.n_spatial_dims, config.activation)
+        for _ in range(config.layers_per_level[level])
     )
 
 
 class PhysfmTokeniserEncoderLevel(nn.Module):
-    """Residual blocks at one resolution, then (except at the deepest level) a run-time-stride down-sampling."""
+    """Residual blocks at one resolution, then (above the deepest level) the transition one level down: a
+    spatial convolution with a run-time stride and, where the ratio halves time, a strided causal time kernel."""
 
-    def __init__(self, config: PhysfmTokeniserConfig, channels: int, next_channels: int | None):
+    def __init__(self, config: PhysfmTokeniserConfig, level: int):
         super().__init__()
-        self.blocks = _res_blocks(config, channels, config.layers_per_level)
-        self.downsample = (
-            CausalConv(channels, next_channels, **_conv_kwargs(config)) if next_channels is not None else None
-        )
+        widths, d = config.level_widths, config.n_spatial_dims
+        self.act = ACTIVATIONS[config.activation]
+        self.blocks = _res_blocks(config, level)
+        if level + 1 < config.n_levels:
+            self.downsample = SpatialConv(widths[level], widths[level + 1], config.kernel_size, d)
+            self.downsample_time = TemporalConv(widths[level + 1], widths[level + 1], config.temporal_kernel_size)
 
     def forward(self, x: torch.Tensor, periodic: Sequence[bool], strides: tuple[int, int] | None) -> torch.Tensor:
         for block in self.blocks:
             x = block(x, periodic)
-        if self.downsample is not None:
-            x = self.downsample(x, periodic, *strides)
-        return x
+        if strides is None:
+            return x
+        stride_time, stride_space = strides
+        x = self.downsample(self.act(x), periodic, stride_space)
+        return self.downsample_time(x, stride=2) if stride_time == 2 else x
 
 
 class PhysfmTokeniserDecoderLevel(nn.Module):
-    """Mirror of an encoder level: (except at the deepest level) up-sample by run-time factors and convolve to
-    this level's width, then residual blocks."""
+    """Mirror of an encoder level: residual blocks, then (below the top level) the transition one level up: where
+    the ratio halved time, a causal time kernel on the repeated frames (still on the small grid, where channels
+    are wide and positions few), then a spatial convolution to the upper width on the 2x nearest up-sampled grid."""
 
-    def __init__(self, config: PhysfmTokeniserConfig, channels: int, deeper_channels: int | None):
+    def __init__(self, config: PhysfmTokeniserConfig, level: int):
         super().__init__()
-        self.upsample = (
-            CausalConv(deeper_channels, channels, **_conv_kwargs(config)) if deeper_channels is not None else None
-        )
-        self.blocks = _res_blocks(config, channels, config.layers_per_level)
+        widths, d = config.level_widths, config.n_spatial_dims
+        self.act = ACTIVATIONS[config.activation]
+        self.blocks = _res_blocks(config, level)
+        if level > 0:
+            self.upsample_time = TemporalConv(widths[level], widths[level], config.temporal_kernel_size)
+            self.upsample = SpatialConv(widths[level], widths[level - 1], config.kernel_size, d)
 
     def forward(self, x: torch.Tensor, periodic: Sequence[bool], factors: tuple[int, int] | None) -> torch.Tensor:
-        if self.upsample is not None:
-            x = self.upsample(upsample(x, *factors), periodic)
         for block in self.blocks:
             x = block(x, periodic)
-        return x
+        if factors is None:
+            return x
+        factor_time, factor_space = factors
+        x = self.act(x)
+        if factor_time > 1:
+            x = self.upsample_time(upsample(x, factor_time, 1))
+        return self.upsample(x, periodic, upsample=factor_space)
 
 
 class PhysfmTokeniserEncoder(nn.Module):
-    """Fields ``[b, C, T, *space]`` (C fields picked from the vocabulary) -> latents ``[b, D, T', *space']``."""
+    """Fields ``[b, T, *space, C]`` (C fields picked from the vocabulary) -> latents ``[b, T', *space', D]``."""
 
     def __init__(self, config: PhysfmTokeniserConfig):
         super().__init__()
-        widths = _levels(config)
-        self.field_in = FieldConv(len(config.field_names), widths[0], "in", **_conv_kwargs(config))
-        self.levels = nn.ModuleList(
-            PhysfmTokeniserEncoderLevel(config, w, widths[i + 1] if i + 1 < len(widths) else None)
-            for i, w in enumerate(widths)
+        widths, d = config.level_widths, config.n_spatial_dims
+        self.act = ACTIVATIONS[config.activation]
+        self.field_in = FieldConv(len(config.field_names), widths[0], "in", config.kernel_size, d)
+        self.levels = nn.ModuleList(PhysfmTokeniserEncoderLevel(config, level) for level in range(config.n_levels))
+        # One latent head per level some ratio exits at: the ratios share everything above their own level.
+        self.latent_heads = nn.ModuleDict(
+            {str(level): SpatialConv(widths[level], config.latent_channels, 1, d) for level in config.exit_levels}
         )
-        self.mid = _res_blocks(config, widths[-1], config.mid_layers)
-        self.norm_out = ChannelRMSNorm(widths[-1], config.norm_eps)
-        self.conv_out = CausalConv(widths[-1], config.latent_channels, **_conv_kwargs(config))
 
     def forward(
         self, x: torch.Tensor, field_index: list[int], periodic: Sequence[bool], schedule: list[tuple[int, int]]
     ) -> torch.Tensor:
         x = self.field_in(x, field_index, periodic)
-        for level, strides in zip(self.levels, [*schedule, None], strict=True):
-            x = level(x, periodic, strides)
-        for block in self.mid:
-            x = block(x, periodic)
-        return self.conv_out(F.silu(self.norm_out(x)), periodic)
+        for level, strides in enumerate([*schedule, None]):
+            x = self.levels[level](x, periodic, strides)
+        return self.latent_heads[str(len(schedule))](self.act(x), periodic)
 
 
 class PhysfmTokeniserDecoder(nn.Module):
-    """Latents ``[b, D, T', *space']`` -> fields ``[b, C, T, *space]`` for the C fields asked for."""
+    """Latents ``[b, T', *space', D]`` -> fields ``[b, T, *space, C]`` for the C fields asked for."""
 
     def __init__(self, config: PhysfmTokeniserConfig):
         super().__init__()
-        widths = _levels(config)
-        self.conv_in = CausalConv(config.latent_channels, widths[-1], **_conv_kwargs(config))
-        self.mid = _res_blocks(config, widths[-1], config.mid_layers)
-        # levels[i] mirrors encoder level i; they run deepest first.
-        self.levels = nn.ModuleList(
-            PhysfmTokeniserDecoderLevel(config, w, widths[i + 1] if i + 1 < len(widths) else None)
-            for i, w in enumerate(widths)
+        widths, d = config.level_widths, config.n_spatial_dims
+        self.act = ACTIVATIONS[config.activation]
+        self.latent_heads = nn.ModuleDict(
+            {str(level): SpatialConv(config.latent_channels, widths[level], config.kernel_size, d)
+             for level in config.exit_levels}
         )
-        self.norm_out = ChannelRMSNorm(widths[0], config.norm_eps)
-        self.field_out = FieldConv(len(config.field_names), widths[0], "out", **_conv_kwargs(config))
+        self.levels = nn.ModuleList(PhysfmTokeniserDecoderLevel(config, level) for level in range(config.n_levels))
+        self.field_out = FieldConv(len(config.field_names), widths[0], "out", config.kernel_size, d)
 
     def forward(
         self, z: torch.Tensor, field_index: list[int], periodic: Sequence[bool], schedule: list[tuple[int, int]]
     ) -> torch.Tensor:
-        x = self.conv_in(z, periodic)
-        for block in self.mid:
-            x = block(x, periodic)
-        for level, factors in zip(reversed(self.levels), reversed([*schedule, None]), strict=True):
-            x = level(x, periodic, factors)
-        return self.field_out(F.silu(self.norm_out(x)), field_index, periodic)
+        x = self.latent_heads[str(len(schedule))](z, periodic)
+        for level in range(len(schedule), -1, -1):
+            x = self.levels[level](x, periodic, schedule[level - 1] if level > 0 else None)
+        return self.field_out(self.act(x), field_index, periodic)
 
 
 class PhysfmTokeniserPreTrainedModel(PreTrainedModel):
@@ -177,32 +179,24 @@ class PhysfmTokeniserPreTrainedModel(PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
-        """Fan-in normal kernels, zero biases; residual branches end in a zero kernel so blocks start as identity."""
-        if isinstance(module, CausalConv):
-            if module.zero_init:
-                init.zeros_(module.weight)
-            else:
-                init.normal_(module.weight, std=module.fan_in**-0.5)
-            if module.bias is not None:
-                init.zeros_(module.bias)
+        """Fan-in normal kernels and zero biases; a residual branch's last kernel is scaled down (``init_scale``)."""
+        if isinstance(module, (SpatialConv, TemporalConv)):
+            init.normal_(module.weight, std=module.init_scale * module.fan_in**-0.5)
+            init.zeros_(module.bias)
         elif isinstance(module, FieldConv):
-            # An input row sees one field; the fields of a call add up, so scale by the vocabulary size.
-            fan_in = module.kernel_volume * (module.vocab_size if module.direction == "in" else module.row_shape[0])
             for name, parameter in module.named_parameters(recurse=False):
                 if name.startswith("weight_"):
-                    init.normal_(parameter, std=fan_in**-0.5)
+                    init.normal_(parameter, std=module.fan_in**-0.5)
                 else:
                     init.zeros_(parameter)
-        elif isinstance(module, ChannelRMSNorm):
-            init.ones_(module.weight)
 
 
 class PhysfmTokeniserModel(PhysfmTokeniserPreTrainedModel):
     """Causal convolutional autoencoder for physical fields whose compression is chosen at run time.
 
-    - **Compression.** ``spatial_compression`` / ``temporal_compression`` may be any pair the config lists; the
-      same kernels run with run-time strides (2 or 1) in the encoder and run-time up-sampling factors in the
-      decoder.
+    - **Compression.** ``spatial_compression`` / ``temporal_compression`` may be any pair the config lists. The
+      encoder runs its pyramid down to level ``max(log2 s, log2 t)`` and leaves through that level's latent head;
+      the decoder enters there and climbs back. Every ratio shares the levels above its own.
     - **Causality.** Time is padded on the left only, by repeating the first frame. Latent frame ``j`` sees input
       frames ``<= j * t`` and decodes to frames ``(j - 1) * t + 1 ... j * t`` (frame 0 for ``j = 0``), as in
       MAGVIT. So reconstructed frames up to ``tau`` never depend on input frames after ``tau`` whenever ``tau``
@@ -341,11 +335,8 @@ class PhysfmTokeniserModel(PhysfmTokeniserPreTrainedModel):
                 f"fields has T={n_frames} frames (shape {tuple(fields.shape)}); with temporal_compression={t} "
                 f"T must be 1 + k*{t}: the nearest valid lengths are {below} and {below + t}."
             )
-        x = rearrange(fields, "b t ... c -> b c t ...")
-        x = _pad_to_multiple(x, s, periodic)
-        schedule = compression_schedule(s, t, len(self.encoder.levels) - 1)
-        z = self.encoder(x, index, periodic, schedule)
-        return rearrange(z, "b c t ... -> b t ... c")
+        x = _pad_to_multiple(fields, s, periodic)
+        return self.encoder(x, index, periodic, compression_schedule(s, t))
 
     def decode(
         self,
@@ -383,11 +374,10 @@ class PhysfmTokeniserModel(PhysfmTokeniserPreTrainedModel):
                     f"{tuple(latents.shape[2:-1])} at spatial_compression={s}: each size must lie in "
                     f"({tuple(f - s for f in full)}, {full}]."
                 )
-        schedule = compression_schedule(s, t, len(self.decoder.levels) - 1)
-        x = self.decoder(rearrange(latents, "b t ... c -> b c t ..."), index, periodic, schedule)
+        x = self.decoder(latents, index, periodic, compression_schedule(s, t))
         if spatial_shape is not None and spatial_shape != full:
-            x = x[(..., *[slice(0, n) for n in spatial_shape])]
-        return rearrange(x, "b c t ... -> b t ... c")
+            x = x[(slice(None), slice(None), *[slice(0, n) for n in spatial_shape])]
+        return x
 
     def forward(
         self,

@@ -2,7 +2,7 @@
 both stages, their arguments, checkpoints and evaluation."""
 
 from .arguments import DataArguments, ModelArguments, TrainingArguments, parse_args
-from .autoencoding import autoencoding_step, fit_autoencoder
+from .autoencoding import autoencoding_step, fit_autoencoder, ratio_balanced_objective
 from .trainer import NonFiniteLossError, TrainingResult, train
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "TrainingArguments",
     "TrainingResult",
     "autoencoding_step",
+    "ratio_balanced_objective",
     "fit_autoencoder",
     "parse_args",
     "train",

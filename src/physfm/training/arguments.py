@@ -40,7 +40,7 @@ class DataArguments:
     n_steps_input: int = field(
         default=None,
         metadata={"help": "Frames per sample: the dynamics model's input window (default: the model config's, 4), "
-                          "or the tokeniser's clip length (default: 1 + the largest temporal ratio)."},
+                          "or the tokeniser's clip length (default: 1 + 2 x the lcm of the temporal ratios)."},
     )
     dt_stride: int = field(default=1, metadata={"help": "Stride between the frames of a window."})
     max_eval_samples: int = field(

@@ -1,7 +1,8 @@
 """The tokeniser's autoencoding objective, one ratio drawn per batch.
 
 One checkpoint serves every compression ratio its config lists because each training batch is encoded and
-decoded at a ratio drawn uniformly from them. :func:`autoencoding_step` is that step; the accelerate training
+decoded at a ratio drawn uniformly from them. The objective is the *logarithm* of the reconstruction MSE
+(:func:`ratio_balanced_objective`). :func:`autoencoding_step` is that step; the accelerate training
 loop builds on it, and :func:`fit_autoencoder` is the minimal loop for quick experiments and tests.
 """
 
@@ -39,6 +40,18 @@ def crop_to_valid_length(fields: torch.Tensor, temporal_compression: int) -> tor
     return fields[:, : 1 + (n_frames - 1) // temporal_compression * temporal_compression]
 
 
+def ratio_balanced_objective(mse: torch.Tensor) -> torch.Tensor:
+    """``log(mse)``: the gradient of each batch is its MSE gradient divided by its own MSE.
+
+    Coarse ratios reconstruct 10-40x worse than fine ones, so with a plain MSE their gradients dominate the
+    weights all ratios share (and Adam's step-size statistics), and one flexible checkpoint fell 13-34 % behind
+    dedicated ones at s = 2 and 4. Dividing by the error puts every ratio on an equal relative footing; it needs
+    no running state, so training still resumes exactly. On one fixed ratio it changes little (Adam is nearly
+    invariant to a slowly varying loss scale).
+    """
+    return mse.clamp_min(torch.finfo(mse.dtype).tiny).log()
+
+
 def autoencoding_loss(
     model: PhysfmTokeniserModel,
     fields: torch.Tensor,
@@ -72,14 +85,14 @@ def autoencoding_step(
     periodic: Sequence[bool] | None = None,
     max_grad_norm: float | None = 1.0,
 ) -> tuple[float, tuple[int, int]]:
-    """One optimizer step of the autoencoding objective at a ratio drawn per batch.
+    """One optimizer step of the autoencoding objective (:func:`ratio_balanced_objective`) at a ratio drawn per batch.
 
-    Returns ``(loss, (spatial_compression, temporal_compression))`` with the loss as a float.
+    Returns ``(mse, (spatial_compression, temporal_compression))`` with the reconstruction MSE as a float.
     """
     model.train()
     loss, ratio = autoencoding_loss(model, fields, generator, field_names, periodic)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    ratio_balanced_objective(loss).backward()
     if max_grad_norm is not None:
         torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
     optimizer.step()
@@ -97,7 +110,7 @@ def fit_autoencoder(
     weight_decay: float = 0.0,
     progress: bool = False,
 ) -> list[float]:
-    """Trains ``model`` for ``steps`` AdamW steps with a ratio drawn per batch; returns the loss history.
+    """Trains ``model`` for ``steps`` AdamW steps with a ratio drawn per batch; returns the MSE history.
 
     ``fields_or_batches`` is one batch ``[B, T, *space, C]`` (reused every step, e.g. to overfit) or an
     iterable of batches (cycled if shorter than ``steps``).
@@ -115,4 +128,5 @@ def fit_autoencoder(
     return history
 
 
-__all__ = ["autoencoding_loss", "autoencoding_step", "crop_to_valid_length", "fit_autoencoder"]
+__all__ = ["autoencoding_loss", "autoencoding_step", "crop_to_valid_length", "fit_autoencoder",
+           "ratio_balanced_objective"]

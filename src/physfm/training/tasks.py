@@ -5,7 +5,8 @@ The loop in :mod:`physfm.training.trainer` is stage-agnostic; a *task* supplies:
 - ``model``: the module to optimise (built, loaded and checked against the data here, before
   any training starts, so a misfit tokeniser is refused with a message naming what differs);
 - ``train_datasets``: the datasets the global batches are drawn from (see :mod:`.sampling`);
-- ``loss(model, batch, step)``: the scalar training loss of a micro-batch at a step;
+- ``loss(model, batch, step)``: the scalar training loss of a micro-batch at a step (what is logged);
+- ``objective(loss)``: what is differentiated (the loss itself, or a reweighting of it);
 - ``evaluate(model, accelerator)``: valid-split metrics in physical units;
 - ``flop_probes()``: ``(weight, batch, step)`` triples whose FLOPs average to one micro-batch's.
 """
@@ -24,6 +25,7 @@ from ..models import PhysfmTokeniserConfig, PhysfmTokeniserModel
 from ..models.configuration_dynamics import PhysfmDynamicsConfig
 from ..models.modeling_dynamics import PhysfmDynamicsModel
 from .arguments import DataArguments, ModelArguments, TrainingArguments, model_config_overrides
+from .autoencoding import ratio_balanced_objective
 from .evaluation import evaluate_dynamics, evaluate_tokeniser, rollout_metrics
 from .sampling import step_generator
 
@@ -109,9 +111,10 @@ class TokeniserTask:
             temporal = _ratio_list(model_args.temporal_compression, "temporal_compression",
                                    base.temporal_compressions, model_args.tokeniser) or base.temporal_compressions
         self.ratios = [(int(s), int(t)) for s in sorted(spatial) for t in sorted(temporal)]
-        # One clip length serves every temporal ratio: T = 1 + k*t for all t.
+        # One clip length serves every temporal ratio: T = 1 + k*t for all t. The default, 1 + 2*lcm, makes every
+        # ratio compress at least two groups of frames, so temporal compression is trained where it bites.
         lcm = math.lcm(*(t for _, t in self.ratios))
-        n_frames = data_args.n_steps_input if data_args.n_steps_input is not None else 1 + lcm
+        n_frames = data_args.n_steps_input if data_args.n_steps_input is not None else 1 + 2 * lcm
         if (n_frames - 1) % lcm:
             raise ValueError(
                 f"--n_steps_input: got {n_frames} frames per clip; with temporal ratios {sorted(temporal)} a clip "
@@ -171,6 +174,10 @@ class TokeniserTask:
         out = model(batch["input_fields"], spatial_compression=s, temporal_compression=t,
                     field_names=dataset.field_names, periodic=list(dataset.periodic), return_loss=True)
         return out.loss
+
+    def objective(self, loss: torch.Tensor) -> torch.Tensor:
+        """What is minimised: the log of the MSE, so that every ratio's error counts relative to itself."""
+        return ratio_balanced_objective(loss)
 
     def evaluate(self, model, accelerator, training_args: TrainingArguments, data_args: DataArguments) -> dict:
         return evaluate_tokeniser(model, self.eval_datasets, self.ratios, batch_size=training_args.per_device_eval_batch_size,
@@ -259,6 +266,9 @@ class DynamicsTask:
             self.model.config.tokeniser_name_or_path = source
         self.rollout_horizons = list(training_args.rollout_horizons)
         self.max_rollout_samples = data_args.max_rollout_samples
+
+    def objective(self, loss: torch.Tensor) -> torch.Tensor:
+        return loss
 
     def loss(self, model, batch: dict[str, Any], step: int) -> torch.Tensor:
         return model(input_fields=batch["input_fields"], output_fields=batch["output_fields"],

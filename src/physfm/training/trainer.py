@@ -238,7 +238,9 @@ class _Run:
     def run(self) -> TrainingResult:
         args, data_args = self.args, self.data_args
         checkpoint = self._resume_point()
-        ddp = DistributedDataParallelKwargs(find_unused_parameters=args.stage == "tokeniser")
+        # A ratio runs the tokeniser's pyramid down to its own exit level only: the other ratios' latent heads and
+        # deeper levels get no gradient that step, in both stages.
+        ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
         accelerator = Accelerator(
             mixed_precision=args.mixed_precision,
             log_with=None if args.report_to == "none" else args.report_to,
@@ -348,7 +350,7 @@ class _Run:
                                 progress.close()
                                 raise self._diverged(step + 1, last_checkpoint, f"the model raised: {error}") from None
                             raise
-                    accelerator.backward(loss / accum)
+                    accelerator.backward(task.objective(loss) / accum)
                 step_loss += loss.detach().float() / accum
             if world > 1:
                 step_loss = accelerator.reduce(step_loss, reduction="mean")
