@@ -575,6 +575,39 @@ def _write_file(path: Path, *, dataset_name: str, grid_type: str, fields: Mappin
                     ds.attrs["antisymmetric"] = False
 
 
+MARKER = ".physfm-dataset"
+"""A file physfm writes into every dataset folder it creates: ``--overwrite`` replaces only folders holding it."""
+
+
+def check_replaceable(out_dir: str | os.PathLike) -> None:
+    """Refuse to replace ``out_dir`` unless it is a dataset physfm wrote, with nothing else inside.
+
+    ``--overwrite`` must never delete a user's folder or file: only a directory holding physfm's marker, a
+    ``stats.yaml``, and ``data/<split>/*.hdf5`` qualifies.
+    """
+    out_dir = Path(out_dir)
+    if not out_dir.exists() and not out_dir.is_symlink():
+        return
+    if not out_dir.is_dir() or out_dir.is_symlink():
+        raise ValueError(f"out: {out_dir} exists and is not a dataset folder; --overwrite replaces only a dataset "
+                         "that physfm wrote. Choose another --out or remove it yourself")
+    if not (out_dir / MARKER).is_file():
+        raise ValueError(f"out: {out_dir} was not written by physfm (no {MARKER} file); --overwrite replaces only "
+                         "datasets physfm wrote. Choose another --out or remove it yourself")
+    foreign = [p.name for p in out_dir.iterdir() if p.name not in (MARKER, "stats.yaml", "data")]
+    data = out_dir / "data"
+    if data.is_dir():
+        for split in data.iterdir():
+            if split.name not in SPLITS or not split.is_dir():
+                foreign.append(f"data/{split.name}")
+                continue
+            foreign += [f"data/{split.name}/{f.name}" for f in split.iterdir() if f.suffix != ".hdf5" or not f.is_file()]
+    if foreign:
+        shown = ", ".join(sorted(foreign)[:5]) + (" ..." if len(foreign) > 5 else "")
+        raise ValueError(f"out: {out_dir} holds files physfm did not write ({shown}); --overwrite would delete "
+                         "them. Move them away or choose another --out")
+
+
 def write_well_dataset(
     out_dir: str | os.PathLike,
     dataset_name: str,
@@ -608,7 +641,8 @@ def write_well_dataset(
             parameter set (stored as root attributes listed in ``@simulation_parameters`` and as constant
             scalars), so trajectories are grouped into one file per distinct parameter set.
         scalars: extra constant scalars for every file.
-        overwrite: replace an existing ``out_dir`` (only after the new one is fully written).
+        overwrite: replace an existing ``out_dir`` (only after the new one is fully written), and only if it is
+            a dataset physfm wrote with nothing else inside (:func:`check_replaceable`).
 
     Returns:
         ``Path(out_dir)``.  ``stats.yaml`` holds The Well's statistics over the train split (or over all
@@ -619,6 +653,7 @@ def write_well_dataset(
         raise ValueError(f"dataset_name: got {dataset_name!r}, expected a non-empty name of letters, digits, _.+-")
     if out_dir.exists() and not overwrite:
         raise ValueError(f"out_dir {out_dir} already exists; pass overwrite=True (--overwrite) to replace it")
+    check_replaceable(out_dir)
     unknown = [s for s in splits if s not in SPLITS]
     if unknown:
         raise ValueError(f"splits: unknown split names {unknown}, expected a subset of {list(SPLITS)}")
@@ -691,6 +726,7 @@ def write_well_dataset(
                     for i in range(array.shape[0]):
                         stats.add(name, array[i:i + 1], orders[name])
         write_stats(stats.result(), tmp / "stats.yaml")
+        (tmp / MARKER).write_text("written by physfm; `--overwrite` may replace this folder\n")
         if out_dir.exists():
             trash = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
             os.replace(out_dir, trash)

@@ -183,6 +183,9 @@ def generate(
     out = Path(out)
     if out.exists() and not overwrite:
         raise ValueError(f"out: {out} already exists; pass overwrite=True (--overwrite) to replace it")
+    from physfm.data.well_format import check_replaceable
+
+    check_replaceable(out)  # before minutes of simulation, not after
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise ValueError(f"seed: got {seed!r}, expected an integer")
 
