@@ -423,3 +423,16 @@ def test_bad_input_errors(tmp_path, pretrained_tokeniser):
         ValueError, match="holds a 'physfm_dynamics' checkpoint; expected a 'physfm_tokeniser'"
     ):
         PhysfmDynamicsModel.from_tokeniser(str(tmp_path / "dyn"))
+
+
+def test_float64_fields_are_computed_in_the_model_dtype():
+    model = PhysfmDynamicsModel(tiny_config()).eval()
+    n_in, n_fields = model.config.n_steps_input, len(FIELDS)
+    fields = torch.randn(1, n_in, 16, 16, n_fields)
+    target = torch.randn(1, 1, 16, 16, n_fields)
+    with torch.no_grad():
+        out64 = model(fields.double(), output_fields=target.double())
+        out32 = model(fields, output_fields=target)
+        assert model.rollout(fields.double(), n_steps=1).dtype == torch.float32
+    assert out64.prediction.dtype == torch.float32
+    torch.testing.assert_close(out64.loss, out32.loss)

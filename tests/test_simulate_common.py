@@ -7,7 +7,7 @@ import torch
 
 import physfm.simulate as simulate
 from physfm.data import WellWindowDataset
-from physfm.simulate import SYSTEMS, generate
+from physfm.simulate import SYSTEMS, generate, split_counts
 from physfm.simulate.base import check_resolution, grid_coordinates, parse_resolution
 from physfm.simulate.cli import main
 
@@ -145,6 +145,9 @@ def test_cli_writes_a_dataset_and_reports_user_errors(tmp_path, capsys):
         ({"split_fractions": (0.5, 0.1, 0.1)}, "split_fractions"),
         ({"viscosity": 1.0}, "viscosity"),
         ({"resolution": (2, 32)}, "resolution"),
+        ({"batch_size": 0}, "batch_size: got 0"),
+        ({"device": "cuda:7" if torch.cuda.is_available() else "cuda"}, "CUDA"),
+        ({"device": "gpu"}, "expected a torch device"),
     ],
 )
 def test_generate_rejects_bad_arguments(tmp_path, kwargs, needle):
@@ -152,6 +155,18 @@ def test_generate_rejects_bad_arguments(tmp_path, kwargs, needle):
     with pytest.raises(ValueError, match=needle):
         generate(**args)
     assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize(("n", "fractions", "expected"), [
+    (8, (0.8, 0.1, 0.1), (6, 1, 1)),   # rounding down alone would leave valid and test empty
+    (4, (0.8, 0.1, 0.1), (2, 1, 1)),
+    (10, (0.8, 0.2, 0.0), (8, 2, 0)),  # a split not asked for stays empty
+    (2, (0.5, 0.25, 0.25), (2, 0, 0)),  # too few to split: everything trains
+    (100, (0.8, 0.1, 0.1), (80, 10, 10)),
+])
+def test_every_split_asked_for_gets_a_trajectory(n, fractions, expected):
+    counts = split_counts(n, fractions)
+    assert (counts["train"], counts["valid"], counts["test"]) == expected
 
 
 def test_grid_helpers():

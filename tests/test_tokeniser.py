@@ -319,3 +319,26 @@ def test_quickstart_example_runs(capsys, tmp_path, monkeypatch):
     printed = capsys.readouterr().out
     assert "latents (2, 3, 4, 4, 16)" in printed and "decoded (2, 5, 32, 32, 4)" in printed
     assert "'density']" in printed and (tmp_path / "quickstart-tokeniser" / "model.safetensors").exists()
+
+
+def test_misspelt_config_keys_are_errors_naming_the_nearest_key():
+    from physfm.models import PhysfmDynamicsConfig
+
+    with pytest.raises(ValueError, match=r"'hiden_channels' \(did you mean 'hidden_channels'\?\)"):
+        PhysfmTokeniserConfig(hiden_channels=4)
+    with pytest.raises(ValueError, match=r"'latnt_channels' \(did you mean 'latent_channels'\?\)"):
+        PhysfmDynamicsConfig(tokeniser_config={"latnt_channels": 4})
+    with pytest.raises(ValueError, match=r"PhysfmDynamicsConfig: unknown key\(s\) 'hiden_size'"):
+        PhysfmDynamicsConfig(hiden_size=16)
+    assert PhysfmDynamicsConfig(num_layers=3).num_hidden_layers == 3  # aliases stay valid
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_other_float_dtypes_are_computed_in_the_model_dtype(dtype):
+    """Simulators return float64: the tokeniser casts instead of failing inside a convolution."""
+    tok = tiny_model()
+    fields = torch.randn(1, 3, 16, 16, 2)
+    out = tok(fields.to(dtype))
+    assert out.reconstruction.dtype == torch.float32 and out.latents.dtype == torch.float32
+    if dtype == torch.float64:
+        torch.testing.assert_close(out.reconstruction, tok(fields).reconstruction)

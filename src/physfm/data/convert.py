@@ -84,7 +84,7 @@ def _group_vector_fields(fields: Sequence[str], spatial_dims: Sequence[str]) -> 
     return out
 
 
-def _split_counts(n: int, fractions: Sequence[float]) -> list[int]:
+def split_counts(n: int, fractions: Sequence[float]) -> list[int]:
     if len(fractions) != 3 or any(f < 0 for f in fractions) or not np.isclose(sum(fractions), 1.0):
         raise ValueError(f"split: got {list(fractions)}, expected three non-negative fractions "
                          "(train, valid, test) summing to 1")
@@ -167,7 +167,7 @@ def convert_arrays(
                          "expected finite floats")
 
     n_traj = data.shape[0]
-    counts = _split_counts(n_traj, split)
+    counts = split_counts(n_traj, split)
     bounds = np.concatenate([[0], np.cumsum(counts)])
     groups = _group_vector_fields(fields, spatial_dims)
     splits = {}

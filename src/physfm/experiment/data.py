@@ -100,7 +100,7 @@ def _simulate_parameter_sets(data: DataSpec, draws: list[dict[str, Any]], out: P
     import torch
 
     from physfm.data import write_well_dataset
-    from physfm.simulate import get_system, simulate_system
+    from physfm.simulate import get_system, simulate_system, split_counts
 
     spec = get_system(data.system)
     chunks = []
@@ -111,9 +111,7 @@ def _simulate_parameter_sets(data: DataSpec, draws: list[dict[str, Any]], out: P
                                  n_steps=data.n_steps, device=device, generator=generator, progress=progress)
         chunks.append({k: v.detach().to("cpu", torch.float32).numpy() for k, v in fields.items()})
     arrays = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
-    n = len(draws)
-    n_valid, n_test = int(data.split_fractions[1] * n + 1e-9), int(data.split_fractions[2] * n + 1e-9)
-    counts = {"train": n - n_valid - n_test, "valid": n_valid, "test": n_test}
+    counts = split_counts(len(draws), data.split_fractions)
     splits, parameters, first = {}, {}, 0
     for split, count in counts.items():
         if count:

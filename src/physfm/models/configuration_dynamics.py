@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from transformers import PreTrainedConfig
 
-from .configuration_tokeniser import PhysfmTokeniserConfig
+from .configuration_tokeniser import PhysfmTokeniserConfig, check_config_keys
 
 
 class PhysfmDynamicsConfig(PreTrainedConfig):
@@ -98,6 +98,7 @@ class PhysfmDynamicsConfig(PreTrainedConfig):
     tokeniser_name_or_path: str | None = None
 
     def __post_init__(self, **kwargs):
+        check_config_keys(self, kwargs)
         super().__post_init__(**kwargs)  # builds self.tokeniser_config from a dict / None (transformers >= 5.24)
         if not isinstance(self.tokeniser_config, PhysfmTokeniserConfig):  # older 5.x leave the dict as is
             self.tokeniser_config = PhysfmTokeniserConfig(**(self.tokeniser_config or {}))

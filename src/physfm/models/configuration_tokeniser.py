@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 
 from transformers import PreTrainedConfig
 
 DEFAULT_FIELD_NAMES = ["tracer", "pressure", "velocity_x", "velocity_y"]
+
+
+# Keys transformers itself writes into config.json or passes when loading; every other unknown key is a typo.
+_TRANSFORMERS_KEYS = frozenset(PreTrainedConfig().to_dict()) | {"auto_map", "torch_dtype", "name_or_path"}
+
+
+def check_config_keys(config: PreTrainedConfig, unknown: dict) -> None:
+    """Refuse keys that are neither the config's own fields nor transformers' (a misspelt key would otherwise be
+    stored and silently ignored), naming the nearest valid key."""
+    base = set(PreTrainedConfig.__dataclass_fields__)
+    own = [name for name in type(config).__dataclass_fields__ if not name.startswith("_") and name not in base]
+    own += list(getattr(type(config), "attribute_map", {}))
+    typos = sorted(k for k in unknown if not k.startswith("_") and k not in _TRANSFORMERS_KEYS | base and k not in own)
+    if typos:
+        hints = [f"{k!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(k, own, n=1)) else repr(k)
+                 for k in typos]
+        raise ValueError(f"{type(config).__name__}: unknown key(s) {', '.join(hints)}; expected some of {sorted(own)}.")
 
 
 def _is_power_of_two(n: int) -> bool:
@@ -92,6 +110,7 @@ class PhysfmTokeniserConfig(PreTrainedConfig):
     gradient_checkpointing: bool = False
 
     def __post_init__(self, **kwargs):
+        check_config_keys(self, kwargs)
         # JSON gives lists, users may give tuples: normalise to lists so saved configs round-trip identically.
         self.field_names = list(self.field_names) if self.field_names is not None else list(DEFAULT_FIELD_NAMES)
         if self.trained_field_names is not None:
@@ -208,4 +227,4 @@ class PhysfmTokeniserConfig(PreTrainedConfig):
             raise ValueError(f"activation={self.activation!r} must be 'silu' or 'gelu'.")
 
 
-__all__ = ["PhysfmTokeniserConfig"]
+__all__ = ["PhysfmTokeniserConfig", "check_config_keys"]

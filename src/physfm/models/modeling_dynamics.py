@@ -379,6 +379,8 @@ class PhysfmDynamicsModel(PhysfmDynamicsPreTrainedModel):
                     "output_fields: got None with return_loss=True; the loss needs target frames."
                 )
             self._check_fields(output_fields, "output_fields", field_names, like=input_fields)
+            output_fields = output_fields.to(self.dtype)
+        input_fields = input_fields.to(self.dtype)  # simulators return float64: compute in the model's dtype
 
         prediction, next_latent = self._step(input_fields, field_names, periodic)
         loss = None
@@ -458,6 +460,7 @@ class PhysfmDynamicsModel(PhysfmDynamicsPreTrainedModel):
         field_names, periodic = self._resolve_fields(field_names, periodic)
         n_in = self.config.n_steps_input
         self._check_fields(fields, "fields", field_names, min_steps=n_in)
+        fields = fields.to(self.dtype)
         was_training = self.training
         self.eval()
         try:

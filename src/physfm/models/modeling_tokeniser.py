@@ -325,6 +325,7 @@ class PhysfmTokeniserModel(PhysfmTokeniserPreTrainedModel):
         names the ``C`` fields present, a subset of the vocabulary in any order.
         """
         self._check_tensor(fields, "fields", "[batch, time, *space, fields]")
+        fields = fields.to(self.dtype)  # simulators return float64: compute in the model's dtype
         s, t = self._resolve_ratios(spatial_compression, temporal_compression)
         index = self._field_index(field_names, fields.shape[-1], "fields")
         periodic = self._resolve_periodic(periodic)
@@ -354,6 +355,7 @@ class PhysfmTokeniserModel(PhysfmTokeniserPreTrainedModel):
         produce (default: the whole vocabulary).
         """
         self._check_tensor(latents, "latents", "[batch, time, *space, latent_channels]")
+        latents = latents.to(self.dtype)
         if latents.shape[-1] != self.config.latent_channels:
             raise ValueError(
                 f"latents has {latents.shape[-1]} channels in its last axis (shape {tuple(latents.shape)}); this "
@@ -401,7 +403,7 @@ class PhysfmTokeniserModel(PhysfmTokeniserPreTrainedModel):
             periodic,
             spatial_shape=fields.shape[2:-1],
         )
-        loss = F.mse_loss(reconstruction, fields) if return_loss else None
+        loss = F.mse_loss(reconstruction, fields.to(reconstruction.dtype)) if return_loss else None
         return PhysfmTokeniserOutput(loss=loss, reconstruction=reconstruction, latents=latents)
 
     @property

@@ -41,6 +41,7 @@ __all__ = [
     "grid_mesh",
     "shear_flow",
     "simulate_system",
+    "split_counts",
 ]
 
 # One-trajectory shortcut ``physfm.simulate.shear_flow(reynolds=..., ...)``. Bound after the
@@ -102,9 +103,9 @@ def _check_positive_int(name: str, value: Any) -> int:
     return int(value)
 
 
-def _split_counts(n: int, fractions: Sequence[float]) -> dict[str, int]:
-    """Trajectories per split: valid and test get ``floor(f * n)``, train the rest, so small runs
-    still train on something (1 trajectory -> train only)."""
+def split_counts(n: int, fractions: Sequence[float]) -> dict[str, int]:
+    """Trajectories per split: valid and test get ``floor(f * n)`` but at least one each when asked for and
+    ``n >= 3``; train gets the rest, so small runs still train on something (1 trajectory -> train only)."""
     if len(fractions) != 3 or any(not math.isfinite(f) or f < 0 for f in fractions):
         raise ValueError(
             f"split_fractions: got {tuple(fractions)}, expected three non-negative numbers (train, valid, test)"
@@ -114,6 +115,8 @@ def _split_counts(n: int, fractions: Sequence[float]) -> dict[str, int]:
             f"split_fractions: got {tuple(fractions)} summing to {sum(fractions)}, expected a sum of 1"
         )
     n_valid, n_test = int(fractions[1] * n + 1e-9), int(fractions[2] * n + 1e-9)
+    if n >= 3:  # rounding down must not empty a split that was asked for (8 at 0.8/0.1/0.1 -> 6/1/1)
+        n_valid, n_test = max(n_valid, fractions[1] > 0), max(n_test, fractions[2] > 0)
     return {"train": n - n_valid - n_test, "valid": n_valid, "test": n_test}
 
 
@@ -125,6 +128,20 @@ def _file_parameters(spec: SystemSpec, params: dict[str, Any]) -> dict[str, Any]
     if mapping is None:
         mapping = {k: k for k, v in params.items() if k != "seed" and isinstance(v, numbers.Real)}
     return {stored: params[ours] for ours, stored in mapping.items() if ours in params}
+
+
+def _check_device(device: torch.device | str) -> torch.device:
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"device: got {device!r}, expected a torch device such as 'cpu' or 'cuda' ({error})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: {str(device)!r} asked for, but CUDA is not available on this machine; "
+                         "use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device: {str(device)!r} asked for, but this machine has {torch.cuda.device_count()} "
+                         f"CUDA device(s) (cuda:0 ... cuda:{torch.cuda.device_count() - 1})")
+    return device
 
 
 def generate(
@@ -167,9 +184,10 @@ def generate(
 
     spec = get_system(name)
     n_trajectories = _check_positive_int("n_trajectories", n_trajectories)
-    batch_size = _check_positive_int("batch_size", batch_size or min(n_trajectories, 16))
+    batch_size = _check_positive_int("batch_size", min(n_trajectories, 16) if batch_size is None else batch_size)
     res = check_resolution(spec, resolution)
-    counts = _split_counts(n_trajectories, split_fractions)
+    device = _check_device(device)
+    counts = split_counts(n_trajectories, split_fractions)
     known = {p.name: p for p in spec.parameters}
     unknown = sorted(set(params) - set(known))
     if unknown:
