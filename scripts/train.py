@@ -16,3 +16,6 @@ if __name__ == "__main__":
     except (ValueError, FileNotFoundError) as error:  # user errors: one line, no traceback
         print(f"train.py: error: {error}", file=sys.stderr)
         sys.exit(1)
+    except KeyboardInterrupt as error:  # Ctrl-C: where the last checkpoint is and how to resume
+        print("train.py: interrupted" + (f"; {error}" if str(error) else ""), file=sys.stderr)
+        sys.exit(130)

@@ -103,6 +103,17 @@ def test_config_file_with_unknown_key(tmp_path):
         parse_args([str(config)])
 
 
+@pytest.mark.parametrize(("name", "text", "message"), [
+    ("bad.yaml", "max_steps: [1,\n  bad", r"not valid YAML \(line 2, column 6: expected ',' or ']'"),
+    ("bad.json", '{"max_steps": 1,,}', r"not valid JSON \(line 1, column 17: Expecting property name"),
+])
+def test_unparsable_config_file_is_one_error_with_its_position(tmp_path, name, text, message):
+    config = tmp_path / name
+    config.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        parse_args([str(config)])
+
+
 def test_data_order_is_a_function_of_the_step():
     plan = GlobalBatchPlan([7, 3], global_batch_size=4, seed=5)
     sequential = [plan.batch(s) for s in range(12)]

@@ -77,3 +77,30 @@ def test_sigkill_loses_nothing_beyond_the_last_checkpoint(tmp_path):
     assert resumed.steps == reference.steps == target
     a, b = weights(out), weights(tmp_path / "reference")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
+    data = make_dataset(tmp_path / "adv")
+    out = tmp_path / "interrupted"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "physfm.cli", "train", "--stage", "dynamics", "--data", str(data), "--output_dir",
+         str(out), "--max_steps", "100000", "--save_steps", "2", "--eval_steps", "0", "--model_config", MODEL_CONFIG,
+         "--per_device_train_batch_size", "2", "--spatial_compression", "4", "--count_flops", "false",
+         "--disable_tqdm", "true"],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 240
+        while not (out / "checkpoint-2").exists():
+            assert process.poll() is None, process.stderr.read().decode()[-3000:]
+            assert time.monotonic() < deadline, "no checkpoint-2 after 240 s"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    message = stderr.decode()
+    assert process.returncode == 130 and "Traceback" not in message, message[-3000:]
+    last = list_checkpoints(out)[-1][1]
+    assert f"the last checkpoint is {last}; resume with --resume_from_checkpoint latest" in message

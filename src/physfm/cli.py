@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, ValueError, FileNotFoundError) as error:
         print(f"physfm {command}: error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as error:  # Ctrl-C: say what was kept, not where Python was
+        print(f"physfm {command}: interrupted" + (f"; {error}" if str(error) else ""), file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

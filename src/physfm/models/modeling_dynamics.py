@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
+from safetensors import SafetensorError
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
@@ -34,7 +35,7 @@ from transformers.utils import ModelOutput
 
 from .configuration_dynamics import PhysfmDynamicsConfig
 from .configuration_tokeniser import PhysfmTokeniserConfig
-from .modeling_tokeniser import PhysfmTokeniserModel
+from .modeling_tokeniser import PhysfmTokeniserModel, corrupt_weights_error
 
 # Keys a training batch may carry that are not model inputs (see `PhysfmDynamicsModel.forward`).
 _IGNORED_BATCH_KEYS = frozenset({"dataset_index", "num_items_in_batch"})
@@ -305,7 +306,10 @@ class PhysfmDynamicsModel(PhysfmDynamicsPreTrainedModel):
         Loading swaps in freshly created parameters (which require grad), so the freeze applied in `__init__`
         has to be applied again to the loaded weights.
         """
-        loaded = super().from_pretrained(*args, **kwargs)
+        try:
+            loaded = super().from_pretrained(*args, **kwargs)
+        except SafetensorError as error:
+            raise corrupt_weights_error(args[0] if args else kwargs.get("pretrained_model_name_or_path"), error) from None
         model = loaded[0] if isinstance(loaded, tuple) else loaded  # a tuple with output_loading_info=True
         if model.config.freeze_tokeniser:
             model.freeze_tokeniser()

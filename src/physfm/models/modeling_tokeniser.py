@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
@@ -167,6 +168,14 @@ class PhysfmTokeniserDecoder(nn.Module):
         return self.field_out(self.act(x), field_index, periodic)
 
 
+def corrupt_weights_error(name_or_path, error: Exception) -> ValueError:
+    """The one message for weights that cannot be read (safetensors names no file and no remedy)."""
+    return ValueError(
+        f"{name_or_path}: model.safetensors is corrupt or truncated ({error}); expected a complete safetensors "
+        "file. Save or download the checkpoint again."
+    )
+
+
 class PhysfmTokeniserPreTrainedModel(PreTrainedModel):
     """Holds the configuration class, weight initialisation and Auto-class plumbing of the tokeniser."""
 
@@ -176,6 +185,13 @@ class PhysfmTokeniserPreTrainedModel(PreTrainedModel):
     main_input_name = "fields"
     supports_gradient_checkpointing = True
     _no_split_modules = ["CausalResBlock"]
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        except SafetensorError as error:
+            raise corrupt_weights_error(pretrained_model_name_or_path, error) from None
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:

@@ -160,12 +160,18 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"config file {str(path)!r} does not exist")
     text = path.read_text()
-    if path.suffix == ".json":
-        config = json.loads(text)
-    else:
-        import yaml
+    import yaml
 
-        config = yaml.safe_load(text) or {}
+    try:
+        config = json.loads(text) if path.suffix == ".json" else (yaml.safe_load(text) or {})
+    except json.JSONDecodeError as error:
+        raise ValueError(f"config file {str(path)!r} is not valid JSON (line {error.lineno}, column {error.colno}: "
+                         f"{error.msg}); expected a mapping of argument: value") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        raise ValueError(f"config file {str(path)!r} is not valid YAML ({where}{getattr(error, 'problem', error)}); "
+                         "expected a mapping of argument: value") from None
     if not isinstance(config, dict):
         raise ValueError(f"config file {str(path)!r} must hold a mapping of argument: value, got {type(config).__name__}")
     unknown = sorted(set(config) - set(_field_names()))

@@ -38,6 +38,7 @@ from transformers import get_scheduler
 from .arguments import DataArguments, ModelArguments, TrainingArguments, args_to_dict, from_kwargs
 from .checkpointing import (
     atomic_write_json,
+    latest_checkpoint,
     list_checkpoints,
     read_trainer_state,
     remove_stale_temp_dirs,
@@ -304,6 +305,11 @@ class _Run:
         try:
             result = self._loop(task, model, optimizer, scheduler, trainable, state, checkpoint,
                                 flops_per_window * global_batch)
+        except KeyboardInterrupt:
+            last = latest_checkpoint(self.output_dir)
+            resume = (f"the last checkpoint is {last}; resume with --resume_from_checkpoint latest" if last else
+                      "no checkpoint was saved yet (--save_steps sets how often)")
+            raise KeyboardInterrupt(f"training stopped by the user; {resume}") from None
         finally:
             if args.report_to != "none":
                 accelerator.end_training()
