@@ -6,7 +6,12 @@ from test_training_common import TINY_DYNAMICS, make_dataset
 from transformers import AutoModel
 
 from physfm.cli import main as physfm_main
-from physfm.models import PhysfmDynamicsConfig, PhysfmDynamicsModel, PhysfmTokeniserConfig, PhysfmTokeniserModel
+from physfm.models import (
+    PhysfmDynamicsConfig,
+    PhysfmDynamicsModel,
+    PhysfmTokeniserConfig,
+    PhysfmTokeniserModel,
+)
 from physfm.selection import select_tokeniser
 from physfm.training import train
 

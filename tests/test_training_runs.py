@@ -140,7 +140,7 @@ def test_evaluate_cli(data, tmp_path, capsys):
     metrics = json.loads((tmp_path / "eval-run" / "metrics.json").read_text())
     saved = json.loads((tmp_path / "eval-checkpoint-2" / "metrics.json").read_text())
     assert metrics["next_frame"] == saved["next_frame"]  # same weights whichever way they were loaded
-    with pytest.raises(FileNotFoundError, match="no directory"):
+    with pytest.raises(FileNotFoundError, match="no folder"):
         evaluate_main([str(tmp_path / "nope"), "--data", str(data["adv"])])
 
 

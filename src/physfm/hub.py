@@ -28,6 +28,8 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, constants
 
+from .checkpoint_reference import check_checkpoint_reference
+
 LIBRARY_NAME = "physfm"
 DEFAULT_LICENSE = "apache-2.0"
 PAPER_ARXIV = "2603.05598"
@@ -513,16 +515,13 @@ def load_pretrained(name_or_path: str | os.PathLike, *, revision: str | None = N
     import physfm  # noqa: F401 - registers the physfm Auto classes
 
     kwargs.setdefault("dtype", torch.float32)
-    local = Path(name_or_path)
-    if local.is_dir():
-        if not (local / "config.json").is_file():
-            raise FileNotFoundError(f"checkpoint: {str(local)!r} has no config.json; expected a save_pretrained folder.")
-        return AutoModel.from_pretrained(local, **kwargs)
-    repo_id = str(name_or_path)
-    if repo_id.count("/") != 1:
-        raise FileNotFoundError(
-            f"checkpoint: {repo_id!r} is neither a local folder nor a Hub id ('namespace/name')."
-        )
+    reference = check_checkpoint_reference(name_or_path, "checkpoint")
+    if isinstance(reference, Path):
+        if not (reference / "config.json").is_file():
+            raise FileNotFoundError(f"checkpoint: {str(reference)!r} has no config.json; expected a save_pretrained "
+                                    "folder.")
+        return AutoModel.from_pretrained(reference, **kwargs)
+    repo_id = reference
     with hub_errors(repo_id, revision):
         try:
             return AutoModel.from_pretrained(repo_id, revision=revision, **kwargs)

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from ..checkpoint_reference import check_checkpoint_reference
 from ..models import PhysfmTokeniserConfig, PhysfmTokeniserModel
 from ..models.configuration_dynamics import PhysfmDynamicsConfig
 from ..models.modeling_dynamics import PhysfmDynamicsModel
@@ -41,14 +42,14 @@ def load_model(checkpoint: str) -> torch.nn.Module:
         state = {k.removeprefix("module."): v for k, v in load_file(path / "model.safetensors").items()}
         model.load_state_dict(state)
         return model.float().eval()
-    if not path.is_dir() and (checkpoint.startswith((".", "/", "~")) or checkpoint.count("/") > 1):
-        raise FileNotFoundError(f"CHECKPOINT: no directory {checkpoint!r}")
+    check_checkpoint_reference(checkpoint, "CHECKPOINT")
     if path.is_dir() and not (path / "config.json").is_file():
         raise FileNotFoundError(f"CHECKPOINT: {checkpoint!r} has no config.json; expected a saved physfm model")
     try:
         config_dict, _ = PhysfmTokeniserConfig.get_config_dict(str(path) if path.is_dir() else checkpoint)
     except OSError as error:
-        raise FileNotFoundError(f"CHECKPOINT: could not read {checkpoint!r} ({error})") from None
+        where = "" if path.is_dir() else "no local folder of that name, and as a Hub id: "
+        raise FileNotFoundError(f"CHECKPOINT: could not read {checkpoint!r} ({where}{error})") from None
     _, model_class = _classes(config_dict.get("model_type"), checkpoint)
     return model_class.from_pretrained(str(path) if path.is_dir() else checkpoint, dtype=torch.float32).eval()
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from ..checkpoint_reference import check_checkpoint_reference
 from ..models import PhysfmTokeniserConfig, PhysfmTokeniserModel
 from ..models.configuration_dynamics import PhysfmDynamicsConfig
 from ..models.modeling_dynamics import PhysfmDynamicsModel
@@ -49,16 +50,14 @@ def _open_datasets(paths: Sequence[PathLike], split: str, n_steps_input: int, n_
 
 def load_tokeniser(spec: str) -> PhysfmTokeniserModel:
     """A pretrained tokeniser from a local directory or a Hub id, in float32."""
-    path = Path(spec).expanduser()
-    if path.exists() and not (path / "config.json").is_file():
+    reference = check_checkpoint_reference(spec, "--tokeniser")
+    if isinstance(reference, Path) and not (reference / "config.json").is_file():
         raise FileNotFoundError(f"--tokeniser: {spec!r} has no config.json; expected a saved tokeniser directory")
-    looks_local = spec.startswith((".", "/", "~")) or spec.count("/") > 1
-    if looks_local and not path.exists():
-        raise FileNotFoundError(f"--tokeniser: no directory {spec!r}; expected 'scratch', a directory or a Hub id")
     try:
-        model = PhysfmTokeniserModel.from_pretrained(str(path) if path.exists() else spec, dtype=torch.float32)
+        model = PhysfmTokeniserModel.from_pretrained(str(reference), dtype=torch.float32)
     except OSError as error:
-        raise FileNotFoundError(f"--tokeniser: could not load {spec!r} ({error})") from None
+        where = "" if isinstance(reference, Path) else "no local folder of that name, and as a Hub id: "
+        raise FileNotFoundError(f"--tokeniser: could not load {spec!r} ({where}{error})") from None
     if getattr(model.config, "model_type", None) != PhysfmTokeniserConfig.model_type:
         raise ValueError(f"--tokeniser: {spec!r} is a {model.config.model_type!r} checkpoint, expected a tokeniser")
     return model
