@@ -111,3 +111,24 @@ def test_bad_window_arguments(toy):
         WellWindowDataset(toy, n_steps_input=0)
     with pytest.raises(ValueError, match="dt_stride: got 1.5"):
         WellWindowDataset(toy, dt_stride=1.5)
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    (0.0, r"std of field '\w+' is 0.0; expected a positive number"),
+    (-1.0, r"std of field '\w+' is -1.0; expected a positive number"),
+    (float("nan"), r"std of field '\w+' is \[?nan\]?; expected finite numbers"),
+])
+def test_zero_or_broken_statistics_are_caught_by_inspect_and_the_loader(toy, value, message):
+    import yaml
+
+    from physfm.data.inspect import main as inspect_main
+
+    stats_file = toy / "stats.yaml"
+    stats = yaml.safe_load(stats_file.read_text())
+    name = next(iter(stats["std"]))
+    stats["std"][name] = value
+    stats_file.write_text(yaml.safe_dump(stats))
+    with pytest.raises(ValueError, match=message):
+        inspect_main([str(toy), "--no-scan"])
+    with pytest.raises(ValueError, match=message):  # training would have seen a loss of ~1e7
+        WellWindowDataset(toy, split="train", n_steps_input=2, n_steps_output=1)

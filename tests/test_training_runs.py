@@ -142,6 +142,14 @@ def test_evaluate_cli(data, tmp_path, capsys):
     assert metrics["next_frame"] == saved["next_frame"]  # same weights whichever way they were loaded
     with pytest.raises(FileNotFoundError, match="no folder"):
         evaluate_main([str(tmp_path / "nope"), "--data", str(data["adv"])])
+    with pytest.raises(ValueError, match=r"--field: 'nosuch' is not one of the data's fields"):
+        evaluate_main([str(run), "--data", str(data["adv"]), "--field", "nosuch", "--output_dir", str(tmp_path / "e")])
+    with pytest.raises(ValueError, match=r"--horizons: got \[-1, 0\]; expected positive"):
+        evaluate_main([str(run), "--data", str(data["adv"]), "--horizons", "-1", "0"])
+    assert evaluate_main([str(run), "--data", str(data["adv"]), "--horizons", "1", "100", "--max_samples", "2",
+                          "--output_dir", str(tmp_path / "far")]) == 0
+    assert "horizons [100] skipped: longer than the valid split's trajectories allow" in capsys.readouterr().out
+    assert json.loads((tmp_path / "far" / "metrics.json").read_text())["skipped_horizons"] == [100]
 
 
 def test_persistence_reference_scores_the_last_input_frame(data):

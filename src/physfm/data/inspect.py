@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .stats import load_stats
+import numpy as np
+
+from .stats import check_statistic, load_stats
 from .well_format import (
     DatasetMetadata,
     check_finite,
@@ -43,13 +45,15 @@ def scan_values(meta: DatasetMetadata) -> int:
 
 
 def validate_stats(meta: DatasetMetadata) -> None:
-    """``stats.yaml`` must exist and hold mean/std for every core field."""
+    """``stats.yaml`` must exist and hold a finite mean and a positive std for every core field."""
     stats = load_stats(meta.path / "stats.yaml")
     for spec in meta.fields:
         for key in ("mean", "std"):
             if spec.name not in stats.get(key, {}):
                 raise ValueError(f"{meta.path / 'stats.yaml'}: no {key!r} for field {spec.name!r}; "
                                  "recompute it with physfm.data.compute_stats")
+            check_statistic(np.asarray(stats[key][spec.name], dtype=np.float64), key, spec.name,
+                             str(meta.path / "stats.yaml"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -163,6 +163,18 @@ def load_stats(path: str | os.PathLike) -> dict:
     return stats
 
 
+def check_statistic(value: np.ndarray, key: str, name: str, source: str) -> None:
+    """A ``stats.yaml`` entry must be finite, and a ``std`` positive: normalising by a zero std turns any
+    variation into values of ~1e4 and a loss of ~1e7, silently."""
+    if not np.all(np.isfinite(value)):
+        raise ValueError(f"{source}: {key} of field {name!r} is {value.tolist()}; expected finite numbers. "
+                         "Recompute it with physfm.data.compute_stats")
+    if key == "std" and np.any(value <= 0):
+        raise ValueError(f"{source}: std of field {name!r} is {value.tolist()}; expected a positive number (a field "
+                         "constant over the whole train split carries nothing to learn). Recompute it with "
+                         "physfm.data.compute_stats, or leave the field out")
+
+
 class Normalizer:
     """Z-score normalisation over the last (channel) axis, as The Well's ``ZScoreNormalization``.
 
@@ -190,6 +202,7 @@ class Normalizer:
                     raise ValueError(f"{source}: no {key!r} entry for field {name!r}; "
                                      f"it has {sorted(stats[key])}")
                 value = np.asarray(stats[key][name], dtype=np.float64)
+                check_statistic(value, key, name, source)
                 # Scalar stats of a vector field apply to every component, as broadcasting does in the peer.
                 out.extend(np.broadcast_to(value, (n_spatial_dims,) * order).reshape(-1).tolist())
         return cls(means, stds, field_names)

@@ -70,6 +70,9 @@ def evaluate_checkpoint(checkpoint: str, data: str, output_dir: str | None = Non
 
     if not Path(data).exists():
         raise FileNotFoundError(f"--data: {data!r} does not exist; expected a Well-format dataset directory")
+    horizons = list(horizons or [1, 2, 4, 8, 16])
+    if any(h < 1 for h in horizons):
+        raise ValueError(f"--horizons: got {horizons}; expected positive numbers of frames")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = load_model(checkpoint).to(device)
     out = Path(output_dir or "physfm_eval")
@@ -82,20 +85,20 @@ def evaluate_checkpoint(checkpoint: str, data: str, output_dir: str | None = Non
         check_tokeniser_fits(model.tokeniser.config, [dataset], repr(checkpoint))
         result["next_frame"] = evaluate_dynamics(model, dataset, batch_size=batch_size, max_samples=max_samples,
                                                  device=device)
-        rollout, example = rollout_metrics(model, data, horizons or [1, 2, 4, 8, 16], split=split,
-                                           max_samples=max_samples, batch_size=batch_size, device=device,
-                                           return_example=True)
+        if field is not None and field not in dataset.field_names:
+            raise ValueError(f"--field: {field!r} is not one of the data's fields {list(dataset.field_names)}")
+        rollout, example = rollout_metrics(model, data, horizons, split=split, max_samples=max_samples,
+                                           batch_size=batch_size, device=device, return_example=True)
         result["rollout_vrmse"] = {str(h): v for h, v in rollout.items()}
+        result["skipped_horizons"] = [h for h in horizons if h not in rollout]
         truth, prediction, names = example
         field_index = names.index(field) if field else 0
-        if field and field not in names:
-            raise ValueError(f"--field: {field!r} is not one of the data's fields {names}")
         result["figure"] = str(plot_rollout(truth, prediction, out / "rollout.png", field_names=names,
                                             field=field_index, title=f"{Path(checkpoint).name}: {names[field_index]}"))
     else:
         config = model.config
         ratios = [(s, t) for s in config.spatial_compressions for t in config.temporal_compressions]
-        n_frames = 1 + max(config.temporal_compressions)
+        n_frames = 1 + 2 * max(config.temporal_compressions)  # every ratio compresses >= 2 groups of frames
         dataset = WellWindowDataset(data, split=split, n_steps_input=n_frames, n_steps_output=0)
         check_tokeniser_fits(config, [dataset], repr(checkpoint))
         result["reconstruction"] = evaluate_tokeniser(model, [dataset], ratios, batch_size=batch_size,
@@ -110,6 +113,9 @@ def format_table(result: dict[str, Any]) -> str:
     if "next_frame" in result:
         lines += ["next-frame (physical units)", summarise(result["next_frame"]), "",
                   "rollout VRMSE by horizon", summarise({f"step {h}": v for h, v in result["rollout_vrmse"].items()})]
+        if result["skipped_horizons"]:
+            lines.append(f"horizons {result['skipped_horizons']} skipped: longer than the {result['split']} "
+                         "split's trajectories allow after the input window")
     else:
         lines += ["reconstruction (physical units)", summarise(result["reconstruction"])]
     return "\n".join(lines)
