@@ -53,3 +53,21 @@ def test_training_evaluating_and_selecting_with_corrupt_weights(corrupt_tokenise
     ranking = select_tokeniser(data, [str(corrupt_tokeniser), str(good)], spatial_compression=4, max_samples=2)
     assert [row.candidate for row in ranking.candidates] == [str(good), str(corrupt_tokeniser)]
     assert "corrupt or truncated" in ranking.candidates[-1].reason
+
+
+def test_saved_files_follow_the_umask(tmp_path):
+    import os
+
+    from physfm.data.toy import write_toy_dataset
+
+    previous = os.umask(0o022)
+    try:
+        PhysfmTokeniserModel(PhysfmTokeniserConfig(hidden_channels=4)).save_pretrained(tmp_path / "tok")
+        PhysfmDynamicsModel(PhysfmDynamicsConfig(tokeniser_config={"hidden_channels": 4})).save_pretrained(
+            tmp_path / "dyn")
+        data = write_toy_dataset(tmp_path / "toy", n_steps=4, shape=(4, 4))
+    finally:
+        os.umask(previous)
+    for file in [tmp_path / "tok" / "model.safetensors", tmp_path / "dyn" / "model.safetensors",
+                 tmp_path / "tok" / "config.json", data / "stats.yaml"]:
+        assert file.stat().st_mode & 0o777 == 0o644, file

@@ -17,6 +17,7 @@ from .stats import check_statistic, load_stats
 from .well_format import (
     DatasetMetadata,
     check_finite,
+    iter_field_chunks,
     open_well_file,
     read_field,
     read_file_header,
@@ -54,6 +55,14 @@ def validate_stats(meta: DatasetMetadata) -> None:
                                  "recompute it with physfm.data.compute_stats")
             check_statistic(np.asarray(stats[key][spec.name], dtype=np.float64), key, spec.name,
                              str(meta.path / "stats.yaml"))
+    # A zero std is right only for a field that never varies: normalising a varying one by it scales it by 1e4
+    # and gives losses of ~1e7, with no other symptom.
+    zero = {name for name, std in stats["std"].items() if np.any(np.asarray(std, dtype=np.float64) == 0)}
+    split = "train" if "train" in meta.splits else next(iter(meta.splits))
+    for name, chunk, _, _ in iter_field_chunks(meta.path, split) if zero else ():
+        if name in zero and np.ptp(chunk) > 0:
+            raise ValueError(f"{meta.path / 'stats.yaml'}: std of field {name!r} is 0 but its {split} values vary "
+                             f"({chunk.min():.4g} .. {chunk.max():.4g}); recompute it with physfm.data.compute_stats")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -134,6 +134,9 @@ def write_stats(stats: Mapping, path: str | os.PathLike) -> Path:
     """Write ``stats`` to ``path`` as YAML, atomically (temporary file in the same directory, then rename)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would make stats.yaml the one unreadable file of a dataset
     try:
         with os.fdopen(fd, "w") as f:
             yaml.safe_dump({k: dict(v) for k, v in stats.items()}, f, sort_keys=False)
@@ -164,15 +167,14 @@ def load_stats(path: str | os.PathLike) -> dict:
 
 
 def check_statistic(value: np.ndarray, key: str, name: str, source: str) -> None:
-    """A ``stats.yaml`` entry must be finite, and a ``std`` positive: normalising by a zero std turns any
-    variation into values of ~1e4 and a loss of ~1e7, silently."""
+    """A ``stats.yaml`` entry must be finite, and a ``std`` not negative. (A zero std is right for a field that
+    is constant over the train split; ``physfm inspect`` checks that it is.)"""
     if not np.all(np.isfinite(value)):
         raise ValueError(f"{source}: {key} of field {name!r} is {value.tolist()}; expected finite numbers. "
                          "Recompute it with physfm.data.compute_stats")
-    if key == "std" and np.any(value <= 0):
-        raise ValueError(f"{source}: std of field {name!r} is {value.tolist()}; expected a positive number (a field "
-                         "constant over the whole train split carries nothing to learn). Recompute it with "
-                         "physfm.data.compute_stats, or leave the field out")
+    if key == "std" and np.any(value < 0):
+        raise ValueError(f"{source}: std of field {name!r} is {value.tolist()}; expected a number >= 0. Recompute it "
+                         "with physfm.data.compute_stats")
 
 
 class Normalizer:

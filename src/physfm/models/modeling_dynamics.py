@@ -26,7 +26,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from safetensors import SafetensorError
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
@@ -35,7 +34,7 @@ from transformers.utils import ModelOutput
 
 from .configuration_dynamics import PhysfmDynamicsConfig
 from .configuration_tokeniser import PhysfmTokeniserConfig
-from .modeling_tokeniser import PhysfmTokeniserModel, corrupt_weights_error
+from .modeling_tokeniser import PhysfmCheckpointMixin, PhysfmTokeniserModel
 
 # Keys a training batch may carry that are not model inputs (see `PhysfmDynamicsModel.forward`).
 _IGNORED_BATCH_KEYS = frozenset({"dataset_index", "num_items_in_batch"})
@@ -169,7 +168,7 @@ class PhysfmDynamicsTransformer(nn.Module):
         return x[:, :, :h, :w]
 
 
-class PhysfmDynamicsPreTrainedModel(PreTrainedModel):
+class PhysfmDynamicsPreTrainedModel(PhysfmCheckpointMixin, PreTrainedModel):
     """Weight initialisation and loading for the physfm dynamics model."""
 
     config_class = PhysfmDynamicsConfig
@@ -306,10 +305,7 @@ class PhysfmDynamicsModel(PhysfmDynamicsPreTrainedModel):
         Loading swaps in freshly created parameters (which require grad), so the freeze applied in `__init__`
         has to be applied again to the loaded weights.
         """
-        try:
-            loaded = super().from_pretrained(*args, **kwargs)
-        except SafetensorError as error:
-            raise corrupt_weights_error(args[0] if args else kwargs.get("pretrained_model_name_or_path"), error) from None
+        loaded = super().from_pretrained(*args, **kwargs)
         model = loaded[0] if isinstance(loaded, tuple) else loaded  # a tuple with output_loading_info=True
         if model.config.freeze_tokeniser:
             model.freeze_tokeniser()

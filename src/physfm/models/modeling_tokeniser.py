@@ -6,8 +6,10 @@ convolutions see channels-last frames (oneDNN's and cuDNN's fast path), time ker
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -168,15 +170,37 @@ class PhysfmTokeniserDecoder(nn.Module):
         return self.field_out(self.act(x), field_index, periodic)
 
 
-def corrupt_weights_error(name_or_path, error: Exception) -> ValueError:
-    """The one message for weights that cannot be read (safetensors names no file and no remedy)."""
-    return ValueError(
-        f"{name_or_path}: model.safetensors is corrupt or truncated ({error}); expected a complete safetensors "
-        "file. Save or download the checkpoint again."
-    )
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
-class PhysfmTokeniserPreTrainedModel(PreTrainedModel):
+class PhysfmCheckpointMixin:
+    """Loading and saving as users expect from files: weights that cannot be read are one message naming the
+    checkpoint (safetensors names neither the file nor a remedy), and saved files follow the umask like any other
+    file (transformers writes the weights with mode 0600)."""
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        except SafetensorError as error:
+            raise ValueError(
+                f"{pretrained_model_name_or_path}: model.safetensors is corrupt or truncated ({error}); expected a "
+                "complete safetensors file. Save or download the checkpoint again."
+            ) from None
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        mode = 0o666 & ~_umask()
+        for file in Path(save_directory).iterdir():
+            if file.is_file() and file.stat().st_mode & 0o777 == 0o600:
+                file.chmod(mode)
+        return result
+
+
+class PhysfmTokeniserPreTrainedModel(PhysfmCheckpointMixin, PreTrainedModel):
     """Holds the configuration class, weight initialisation and Auto-class plumbing of the tokeniser."""
 
     config_class = PhysfmTokeniserConfig
@@ -185,13 +209,6 @@ class PhysfmTokeniserPreTrainedModel(PreTrainedModel):
     main_input_name = "fields"
     supports_gradient_checkpointing = True
     _no_split_modules = ["CausalResBlock"]
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
-        try:
-            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
-        except SafetensorError as error:
-            raise corrupt_weights_error(pretrained_model_name_or_path, error) from None
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:

@@ -93,6 +93,11 @@ def save_checkpoint(accelerator, output_dir: str | os.PathLike, step: int, train
         if model_config is not None:
             model_config.save_pretrained(tmp)  # lets `physfm evaluate` read a checkpoint directly
         atomic_write_json(tmp / STATE_NAME, trainer_state)
+        umask = os.umask(0)
+        os.umask(umask)
+        for file in tmp.iterdir():  # safetensors writes 0600; a checkpoint's files should follow the umask
+            if file.is_file() and file.stat().st_mode & 0o777 == 0o600:
+                file.chmod(0o666 & ~umask)
         if final.exists():  # re-saving the same step (e.g. end of a resumed run)
             shutil.rmtree(final)
         os.replace(tmp, final)
