@@ -265,9 +265,17 @@ class SelectionReport:
         best = self.candidates[0] if self.candidates else None
         return best.candidate if best is not None and best.usable else None
 
+    @property
+    def ratio_unserved(self) -> bool:
+        """Whether the asked-for ratio, not the fields, rules out every candidate."""
+        return bool(self.candidates) and all((c.reason or "").startswith("does not serve") for c in self.candidates)
+
     def summary(self) -> str:
         best = self.candidates[0] if self.candidates else None
         if best is None or not best.usable:
+            if self.ratio_unserved:
+                return (f"Recommendation: none; no candidate serves spatial ×{self.spatial_compression} / temporal "
+                        f"×{self.temporal_compression} (see each note). Pick a ratio they serve.")
             return "Recommendation: none of the candidates can encode these fields; train a tokeniser on your data."
         text = (f"Recommendation: {best.candidate} (VRMSE {best.result.vrmse:.4f} at spatial ×{self.spatial_compression}, "
                 f"temporal ×{self.temporal_compression}).")
@@ -431,4 +439,4 @@ def main(argv: list[str] | None = None) -> int:
         tmp = out.with_name(out.name + ".tmp")
         tmp.write_text(json.dumps(report.to_dict(), indent=2))
         os.replace(tmp, out)
-    return 0
+    return 1 if report.ratio_unserved else 0

@@ -25,9 +25,13 @@ RESERVED_AXES = ("traj", "time", "field")
 def load_array(file: str | os.PathLike, key: str | None = None) -> np.ndarray:
     """Load ``.npy``, ``.npz`` (``key`` = array name) or HDF5 (``key`` = dataset path) as an array."""
     file = Path(file)
+    if file.is_dir():
+        raise ValueError(f"{file} is a folder; expected a .npy, .npz, .h5 or .hdf5 file")
     if not file.is_file():
         raise FileNotFoundError(f"{file} does not exist")
     suffix = file.suffix.lower()
+    if suffix == ".npy" and key is not None:
+        raise ValueError(f"--key {key!r}: a .npy file holds one array; --key chooses an array in .npz or HDF5")
     if suffix == ".npy":
         try:
             return np.load(file, mmap_mode="r")
@@ -144,13 +148,19 @@ def convert_arrays(
         raise ValueError(f"{source}: array of shape {array.shape} ({array.ndim} axes) does not match layout "
                          f"{layout!r} ({len(axes)} axes)")
     fields = [f.strip() for f in fields if f.strip()]
+    twice = sorted({f for f in fields if fields.count(f) > 1})
+    if twice:
+        raise ValueError(f"--fields names {twice} more than once; expected one distinct name per channel")
     n_field = array.shape[axes.index("field")]
-    if len(fields) != n_field or len(set(fields)) != len(fields):
+    if len(fields) != n_field:
         raise ValueError(f"{source}: the 'field' axis of shape {array.shape} (layout {layout!r}) has {n_field} "
-                         f"channels but --fields lists {len(fields)} distinct names {fields}")
+                         f"channels but --fields lists {len(fields)} names {fields}")
     unknown = [p for p in periodic if p not in spatial_dims]
     if unknown:
         raise ValueError(f"periodic: unknown axes {unknown}; the layout's spatial axes are {spatial_dims}")
+    if np.iscomplexobj(array):
+        raise ValueError(f"{source}: complex dtype {array.dtype}; expected real fields (store the real and imaginary "
+                         "parts as two fields, e.g. psi_re,psi_im)")
     if not np.issubdtype(array.dtype, np.number):
         raise ValueError(f"{source}: dtype {array.dtype}, expected a numeric array")
     target = " ".join(["traj" if "traj" in axes else "", "time", *spatial_dims, "field"]).strip()

@@ -160,6 +160,8 @@ class WellWindowDataset(Dataset):
 
     def locate(self, index: int) -> tuple[int, int, int]:
         """``index`` -> ``(file index, trajectory, start time)``."""
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"window index {index!r}: expected an int, got {type(index).__name__}")
         if not -len(self) <= index < len(self):
             raise IndexError(f"window index {index} out of range for {len(self)} windows")
         index = index % len(self)

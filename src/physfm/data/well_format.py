@@ -413,6 +413,9 @@ def read_well_metadata(path: str | os.PathLike, splits: Sequence[str] = SPLITS) 
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"dataset {path} does not exist")
+    if path.is_file() and path.suffix not in HDF5_SUFFIXES:
+        raise ValueError(f"{path} is a {path.suffix or 'suffix-less'} file; expected a dataset folder "
+                         "(<dataset>/data/<split>/*.hdf5) or one HDF5 file")
     if path.is_file():
         files_by_split = {"file": [path]}
     else:
@@ -684,6 +687,9 @@ def write_well_dataset(
             raise ValueError(f"splits[{split!r}]: fields {list(fields)} differ from {reference_names}; "
                              "every split must have the same fields in the same order")
         for name, array in fields.items():
+            if not re.fullmatch(r"[A-Za-z0-9_.+-]+", str(name)):
+                raise ValueError(f"splits[{split!r}]: field name {name!r} has characters HDF5 or The Well cannot "
+                                 "store as a name ('/' makes a nested group); expected letters, digits and _.+-")
             order = _tensor_order(name, array, n_spatial_dims, split)
             orders[name] = order
             space = array.shape[2:2 + n_spatial_dims]
