@@ -67,3 +67,35 @@ def test_convert_refuses_a_user_folder(tmp_path):
         convert_main([str(array), "--out", str(folder), "--fields", "u", "--layout", "traj time x y field",
                       "--dt", "0.1", "--overwrite"])
     assert (folder / "notes.txt").read_text() == "precious"
+
+
+def test_a_full_disk_is_named_and_leaves_nothing(tmp_path, monkeypatch):
+    import errno
+
+    import physfm.data.well_format as well_format
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(well_format, "_write_file", full)
+    with pytest.raises(ValueError, match=r"no space left on the device holding .*toy; nothing was written"):
+        write_toy_dataset(tmp_path / "toy", n_steps=4, shape=(4, 4))
+    assert list(tmp_path.iterdir()) == []  # no half-written dataset, no temp folder
+
+
+def test_a_full_disk_while_checkpointing_is_named(tmp_path, monkeypatch):
+    from test_training_common import TINY_DYNAMICS, TINY_TOKENISER, make_dataset
+
+    from physfm.training import train
+
+    data = make_dataset(tmp_path / "adv")
+
+    def full(self, output_dir, *args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 1234 vs 1200")
+
+    monkeypatch.setattr("accelerate.Accelerator.save_state", full)
+    with pytest.raises(ValueError, match=r"saving checkpoint checkpoint-1: no space left on the device"):
+        train(stage="dynamics", data=[data], output_dir=tmp_path / "run", max_steps=1, save_steps=1, eval_steps=0,
+              spatial_compression=4, per_device_train_batch_size=2, count_flops=False, disable_tqdm=True,
+              model_config={**TINY_DYNAMICS, "tokeniser_config": TINY_TOKENISER})
+    assert not list((tmp_path / "run").glob("*checkpoint-1"))

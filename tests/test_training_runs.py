@@ -171,3 +171,17 @@ def test_persistence_reference_scores_the_last_input_frame(data):
     rollout = WellWindowDataset(data["adv"], "valid", n_steps_input=2, n_steps_output=3)
     latest = [5, 11]  # 6 windows per trajectory
     assert metrics["rollout_vrmse"] == {h: pytest.approx(score(rollout, latest, h), rel=1e-5) for h in (1, 3)}
+
+
+def test_silent_training_choices_are_warned_about(data, tmp_path):
+    settings = {**COMMON, "count_flops": False, "eval_steps": 0, "spatial_compression": 4, "rollout_horizons": [1],
+                "model_config": {**TINY_DYNAMICS, "tokeniser_config": TINY_TOKENISER}}
+    run = tmp_path / "run"
+    train(stage="dynamics", data=[data["adv"]], output_dir=run, max_steps=2, save_steps=2, **settings)
+    with pytest.warns(UserWarning, match=r"keeps its optimiser and learning-rate schedule, so --learning_rate "
+                                         r"0\.0003 -> 0\.01 is not applied"):
+        train(stage="dynamics", data=[data["adv"]], output_dir=run, max_steps=3, save_steps=3,
+              resume_from_checkpoint="latest", **{**settings, "learning_rate": 1e-2})
+    with pytest.warns(UserWarning, match=r"the global batch \(512 windows\) is larger than the training data"):
+        train(stage="dynamics", data=[data["adv"]], output_dir=tmp_path / "big", max_steps=1, save_steps=0,
+              **{**settings, "per_device_train_batch_size": 512})

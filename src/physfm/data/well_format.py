@@ -17,6 +17,7 @@ Field arrays may drop the ``traj`` axis (``sample_varying=False``), the ``time``
 
 from __future__ import annotations
 
+import errno
 import itertools
 import math
 import os
@@ -711,8 +712,8 @@ def write_well_dataset(
     time = dt * np.arange(n_steps, dtype=np.float64)
 
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
     try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
         stats = StatsAccumulator()
         stats_split = "train" if "train" in splits else None
         for split, fields in splits.items():
@@ -740,7 +741,20 @@ def write_well_dataset(
             shutil.rmtree(trash, ignore_errors=True)
         else:
             os.replace(tmp, out_dir)
+    except OSError as error:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ValueError(write_error_message(out_dir, error)) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def write_error_message(path: Path, error: OSError) -> str:
+    """What a failed write means for the user (h5py and torch bury ENOSPC in their own messages)."""
+    text = str(error)
+    if error.errno == errno.ENOSPC or "No space left" in text or "errno = 28" in text:
+        return f"no space left on the device holding {path}; nothing was written there. Free space or choose another path"
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS) or "Permission denied" in text:
+        return f"cannot write {path}: permission denied (or a read-only file system); nothing was written there"
+    return f"cannot write {path} ({error}); nothing was written there"

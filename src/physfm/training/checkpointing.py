@@ -10,12 +10,15 @@ picks up a half-written one.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
 import shutil
 from pathlib import Path
 from typing import Any
+
+from ..data.well_format import write_error_message
 
 CHECKPOINT_PREFIX = "checkpoint-"
 TMP_PREFIX = ".tmp-checkpoint-"
@@ -87,7 +90,15 @@ def save_checkpoint(accelerator, output_dir: str | os.PathLike, step: int, train
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
     # Every rank writes its own RNG file into the same directory (shared file system).
-    accelerator.save_state(str(tmp))
+    try:
+        accelerator.save_state(str(tmp))
+    except (OSError, RuntimeError) as error:  # torch reports a full disk as "RuntimeError: ... unexpected pos"
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(error, RuntimeError) and "unexpected pos" not in str(error) and "No space" not in str(error):
+            raise
+        reason = error if isinstance(error, OSError) else OSError(errno.ENOSPC, str(error))
+        raise ValueError(f"saving checkpoint {final.name}: {write_error_message(output_dir, reason)}. Earlier "
+                         "checkpoints are untouched") from None
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         if model_config is not None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import math
 import os
@@ -218,6 +219,20 @@ def train(data_args: DataArguments | None = None, model_args: ModelArguments | N
         reset_accelerate_state()
 
 
+def _warn_schedule_changes(previous_args: Path, args: TrainingArguments, checkpoint) -> None:
+    """A resume restores the optimiser and scheduler: new learning-rate settings would be silently ignored."""
+    if not previous_args.is_file():
+        return
+    previous = json.loads(previous_args.read_text())
+    changed = [f"--{key} {previous[key]} -> {getattr(args, key)}"
+               for key in ("learning_rate", "lr_scheduler_type", "warmup_steps", "weight_decay")
+               if key in previous and previous[key] != getattr(args, key)]
+    if changed:
+        warnings.warn(f"resuming {checkpoint} keeps its optimiser and learning-rate schedule, so {', '.join(changed)} "
+                      "is not applied; start a new run (no --resume_from_checkpoint) to train with it",
+                      stacklevel=3)
+
+
 class _Run:
     def __init__(self, data_args: DataArguments, model_args: ModelArguments, training_args: TrainingArguments):
         self.data_args, self.model_args, self.args = data_args, model_args, training_args
@@ -266,6 +281,8 @@ class _Run:
                 for _, old in list_checkpoints(self.output_dir):
                     shutil.rmtree(old)
             remove_stale_temp_dirs(self.output_dir)
+            if checkpoint is not None:
+                _warn_schedule_changes(self.output_dir / "training_args.json", args, checkpoint)
             atomic_write_json(self.output_dir / "training_args.json",
                               args_to_dict(data_args, self.model_args, args))
         accelerator.wait_for_everyone()
@@ -275,6 +292,11 @@ class _Run:
         model = task.model
         world = accelerator.num_processes
         global_batch = args.per_device_train_batch_size * world * args.gradient_accumulation_steps
+        n_windows = sum(len(dataset) for dataset in task.train_datasets)
+        if global_batch > n_windows:
+            warnings.warn(f"the global batch ({global_batch} windows) is larger than the training data ({n_windows} "
+                          "windows): every step repeats windows. Lower --per_device_train_batch_size or add data",
+                          stacklevel=2)
         flops_per_window = measure_flops(task, model, accelerator.device) if args.count_flops else 0.0
 
         trainable = [p for p in model.parameters() if p.requires_grad]  # a frozen tokeniser gets no state
