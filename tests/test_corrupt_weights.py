@@ -71,3 +71,17 @@ def test_saved_files_follow_the_umask(tmp_path):
     for file in [tmp_path / "tok" / "model.safetensors", tmp_path / "dyn" / "model.safetensors",
                  tmp_path / "tok" / "config.json", data / "stats.yaml"]:
         assert file.stat().st_mode & 0o777 == 0o644, file
+
+
+def test_config_fields_without_weights_are_an_error_not_random_rows(tmp_path):
+    import json
+
+    tok = tmp_path / "tok"
+    PhysfmTokeniserModel(PhysfmTokeniserConfig(field_names=["a", "b"], hidden_channels=4)).save_pretrained(tok)
+    config = json.loads((tok / "config.json").read_text())
+    config["field_names"].append("c")  # edited by hand, weights not regrown
+    (tok / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"config.json describes weights that model.safetensors lacks "
+                                         r"\(decoder.field_out.bias_2, decoder.field_out.weight_2, "
+                                         r"encoder.field_in.weight_2\)"):
+        PhysfmTokeniserModel.from_pretrained(tok)

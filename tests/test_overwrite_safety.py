@@ -1,5 +1,7 @@
 """`--overwrite` replaces only a dataset physfm wrote: never a user's folder, file or extra files."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -99,3 +101,16 @@ def test_a_full_disk_while_checkpointing_is_named(tmp_path, monkeypatch):
               spatial_compression=4, per_device_train_batch_size=2, count_flops=False, disable_tqdm=True,
               model_config={**TINY_DYNAMICS, "tokeniser_config": TINY_TOKENISER})
     assert not list((tmp_path / "run").glob("*checkpoint-1"))
+
+
+def test_a_killed_write_leaves_no_lasting_litter(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    abandoned = tmp_path / f".toy.tmp-{dead.stdout.strip()}-deadbeef"  # a write whose process was killed
+    (abandoned / "data").mkdir(parents=True)
+    running = tmp_path / f".toy.tmp-{os.getpid()}-cafe0000"  # a write still under way (this process)
+    running.mkdir()
+    write_toy_dataset(tmp_path / "toy", n_steps=4, shape=(4, 4))
+    assert not abandoned.exists() and running.exists()

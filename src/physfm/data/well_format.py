@@ -711,7 +711,8 @@ def write_well_dataset(
     params_per_split = _normalise_parameters(simulation_parameters, splits, n_traj)
     time = dt * np.arange(n_steps, dtype=np.float64)
 
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
+    _remove_abandoned_writes(out_dir)
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         stats = StatsAccumulator()
@@ -748,6 +749,27 @@ def write_well_dataset(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def _remove_abandoned_writes(out_dir: Path) -> None:
+    """Delete the temporary folders of earlier writes of ``out_dir`` whose process is gone (a killed run).
+
+    Their names carry the writer's pid, so a write still running (another experiment worker) is left alone.
+    """
+    for leftover in out_dir.parent.glob(f".{out_dir.name}.tmp-*-*"):
+        pid = leftover.name.removeprefix(f".{out_dir.name}.tmp-").split("-")[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def write_error_message(path: Path, error: OSError) -> str:

@@ -182,14 +182,24 @@ class PhysfmCheckpointMixin:
     file (transformers writes the weights with mode 0600)."""
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, output_loading_info: bool = False, **kwargs):
         try:
-            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+            model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True,
+                                                  **kwargs)
         except SafetensorError as error:
             raise ValueError(
                 f"{pretrained_model_name_or_path}: model.safetensors is corrupt or truncated ({error}); expected a "
                 "complete safetensors file. Save or download the checkpoint again."
             ) from None
+        missing = sorted(info.get("missing_keys") or [])
+        if missing:  # transformers would only print a table and go on with random weights
+            shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+            raise ValueError(
+                f"{pretrained_model_name_or_path}: config.json describes weights that model.safetensors lacks "
+                f"({shown}); expected a checkpoint whose config and weights were saved together. If you edited "
+                "field_names, use add_fields([...]) and save again instead."
+            )
+        return (model, info) if output_loading_info else model
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         result = super().save_pretrained(save_directory, *args, **kwargs)
