@@ -296,3 +296,13 @@ def test_dropped_connection_is_a_clear_error_and_leaves_no_corrupt_cache(hub_ser
     weights = next((cache / "snapshots").glob("*/model.safetensors"))
     assert hashlib.sha256(weights.read_bytes()).digest() == hashlib.sha256(
         hub_server.file_bytes(REPO, "model.safetensors")).digest()
+
+
+def test_push_to_an_unreachable_endpoint_says_upload(tmp_path, monkeypatch):
+    from physfm.models import PhysfmTokeniserConfig, PhysfmTokeniserModel
+
+    PhysfmTokeniserModel(PhysfmTokeniserConfig(hidden_channels=4)).save_pretrained(tmp_path / "tok")
+    monkeypatch.setattr(hub.constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    with pytest.raises(hub.HubConnectionError, match=r"could not upload 'me/tok'@main to http://127.0.0.1:9: "
+                                                     r"the connection failed .*nothing was committed"):
+        hub.push_to_hub(tmp_path / "tok", "me/tok", token="x")

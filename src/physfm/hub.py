@@ -311,8 +311,13 @@ def _endpoint() -> str:
 
 
 @contextlib.contextmanager
-def hub_errors(repo_id: str, revision: str | None = None, token: str | bool | None = None) -> Iterator[None]:
-    """Translate huggingface_hub / transport errors into one clear :class:`HubError`."""
+def hub_errors(repo_id: str, revision: str | None = None, token: str | bool | None = None,
+               action: str = "download") -> Iterator[None]:
+    """Translate huggingface_hub / transport errors into one clear :class:`HubError`.
+
+    ``action`` ("download" or "upload") says what failed, and what a failure leaves behind."""
+    direction, kept = ("to", "nothing was committed") if action == "upload" else ("from", "nothing partial was kept "
+                                                                                  "in the cache")
     import httpx2
     from huggingface_hub.errors import (
         GatedRepoError,
@@ -349,8 +354,8 @@ def hub_errors(repo_id: str, revision: str | None = None, token: str | bool | No
                 "downloading it; download it once online (physfm hub pull) or unset HF_HUB_OFFLINE."
             ) from None
         raise HubConnectionError(
-            f"could not download {repo_id!r}@{revision or 'main'} from {where}: {_root_cause(error)}. "
-            "Check the connection (and HF_ENDPOINT) and retry; nothing partial was kept in the cache."
+            f"could not {action} {repo_id!r}@{revision or 'main'} {direction} {where}: {_root_cause(error)}. "
+            f"Check the connection (and HF_ENDPOINT) and retry; {kept}."
         ) from None
     except (httpx2.TransportError, HfHubHTTPError, OSError) as error:
         if isinstance(error, HfHubHTTPError) and getattr(error.response, "status_code", 500) < 500:
@@ -358,8 +363,9 @@ def hub_errors(repo_id: str, revision: str | None = None, token: str | bool | No
         if isinstance(error, OSError) and not isinstance(error, ConnectionError) and "Consistency check" not in str(error):
             raise
         raise HubConnectionError(
-            f"could not download {repo_id!r}@{revision or 'main'} from {where}: the connection failed midway "
-            f"({type(error).__name__}: {error}). Retry; nothing partial was kept in the cache."
+            f"could not {action} {repo_id!r}@{revision or 'main'} {direction} {where}: the connection failed"
+            f"{' midway' if action == 'download' else ''} ({type(error).__name__}: {error}). Check the connection (and "
+            f"HF_ENDPOINT) and retry; {kept}."
         ) from None
 
 
@@ -453,7 +459,7 @@ def push_to_hub(
             folder = staged
 
         api = HfApi(endpoint=_endpoint(), token=token, library_name=LIBRARY_NAME)
-        with hub_errors(repo_id, revision, token):
+        with hub_errors(repo_id, revision, token, action="upload"):
             api.create_repo(repo_id, private=private, exist_ok=True)
             if revision not in (None, "main"):
                 api.create_branch(repo_id, branch=revision, exist_ok=True)
