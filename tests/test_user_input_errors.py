@@ -60,3 +60,24 @@ def test_select_tokeniser_says_the_ratio_is_the_problem(tmp_path, capsys):
                                                hidden_channels=4)).save_pretrained(tok)
     assert select_main(["--data", str(data), "--candidates", str(tok), "--spatial-compression", "3"]) == 1
     assert "no candidate serves spatial ×3 / temporal ×1" in capsys.readouterr().out
+
+
+def test_empty_axes_are_named(tmp_path):
+    import torch
+
+    from physfm.data.convert import convert_arrays
+
+    tok = PhysfmTokeniserModel(PhysfmTokeniserConfig(field_names=["u"], hidden_channels=4))
+    with pytest.raises(ValueError, match=r"fields has an empty axis \(shape \(1, 1, 0, 8, 1\)\)"):
+        tok(torch.randn(1, 1, 0, 8, 1))
+    with pytest.raises(ValueError, match=r"spatial shape \(0, 4\) .* has an empty axis"):
+        convert_arrays(np.zeros((2, 3, 0, 4, 1), dtype=np.float32), tmp_path / "z", ["u"], "traj time x y field", 0.1)
+
+
+def test_a_failed_training_run_leaves_no_empty_run_folder(tmp_path):
+    from physfm.training import train
+
+    data = write_toy_dataset(tmp_path / "toy", n_steps=4, shape=(8, 8))
+    with pytest.raises(FileNotFoundError, match="--tokeniser: no folder"):
+        train(stage="dynamics", data=[data], output_dir=tmp_path / "run", tokeniser="no_such_tokeniser", max_steps=1)
+    assert not (tmp_path / "run").exists()

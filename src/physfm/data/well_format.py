@@ -671,6 +671,9 @@ def write_well_dataset(
         raise ValueError(f"periodic: keys {sorted(periodic)} must equal the coords axes {list(coords)}")
     boundaries = {d: _boundary_type(periodic[d], d) for d in coords}
     spatial_shape = tuple(len(c) for c in coords.values())
+    if 0 in spatial_shape:
+        raise ValueError(f"coords: spatial shape {spatial_shape} ({list(coords)}) has an empty axis; expected at "
+                         "least one cell per spatial axis")
 
     # Validate every array before touching the disk.
     splits = {s: {k: np.asarray(v) for k, v in fields.items()} for s, fields in splits.items()}

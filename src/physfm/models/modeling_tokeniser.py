@@ -339,6 +339,9 @@ class PhysfmTokeniserModel(PhysfmTokeniserPreTrainedModel):
             )
         if not x.is_floating_point():
             raise ValueError(f"{argument} must be a floating-point tensor, got dtype {x.dtype}.")
+        if x.numel() == 0:
+            raise ValueError(f"{argument} has an empty axis (shape {tuple(x.shape)}); expected at least one batch "
+                             "item, frame, cell per spatial axis and field.")
         if not bool(torch.isfinite(x).all()):
             n_bad = int((~torch.isfinite(x)).sum())
             raise ValueError(f"{argument} contains {n_bad} NaN/Inf values (shape {tuple(x.shape)}).")

@@ -252,6 +252,17 @@ class _Run:
         return checkpoint
 
     def run(self) -> TrainingResult:
+        created = not self.output_dir.exists()
+        try:
+            return self._run()
+        except BaseException:
+            # A run that failed before writing anything but its arguments leaves no folder that looks like a run.
+            if created and self.output_dir.is_dir() and {p.name for p in self.output_dir.iterdir()} <= {
+                    "training_args.json"}:
+                shutil.rmtree(self.output_dir, ignore_errors=True)
+            raise
+
+    def _run(self) -> TrainingResult:
         args, data_args = self.args, self.data_args
         checkpoint = self._resume_point()
         # A ratio runs the tokeniser's pyramid down to its own exit level only: the other ratios' latent heads and
