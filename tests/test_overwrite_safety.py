@@ -114,3 +114,22 @@ def test_a_killed_write_leaves_no_lasting_litter(tmp_path):
     running.mkdir()
     write_toy_dataset(tmp_path / "toy", n_steps=4, shape=(4, 4))
     assert not abandoned.exists() and running.exists()
+
+
+def test_an_unwritable_output_is_named(tmp_path, monkeypatch):
+    import errno
+
+    import physfm.data.well_format as well_format
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(ValueError, match=r"cannot write .*a-file/toy .*nothing was written there"):
+        write_toy_dataset(blocker / "toy", n_steps=4, shape=(4, 4))  # its parent is a file
+
+    def denied(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(well_format, "_write_file", denied)  # tests run as root: chmod would not stop them
+    with pytest.raises(ValueError, match=r"cannot write .*toy: permission denied"):
+        write_toy_dataset(tmp_path / "toy", n_steps=4, shape=(4, 4))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]

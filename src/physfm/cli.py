@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(COMMANDS[command][0])
     try:
         return int(module.main(rest) or 0)
-    except (UserError, ValueError, FileNotFoundError) as error:
+    except (UserError, ValueError, OSError) as error:  # OSError: FileNotFoundError, PermissionError, ...
         print(f"physfm {command}: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as error:  # Ctrl-C: say what was kept, not where Python was
