@@ -134,6 +134,8 @@ def test_zero_std_of_a_varying_field_is_caught_by_inspect(toy):
     name = _set_first_std(toy, 0.0)
     with pytest.raises(ValueError, match=rf"std of field '{name}' is 0 but its train values vary"):
         inspect_main([str(toy), "--no-scan"])
+    with pytest.raises(ValueError, match=rf"std of '{name}\w*' is 0 but its values vary"):  # and the loader
+        WellWindowDataset(toy, split="train", n_steps_input=2, n_steps_output=1)
 
 
 def _set_first_std(toy, value) -> str:

@@ -81,3 +81,12 @@ def test_a_failed_training_run_leaves_no_empty_run_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="--tokeniser: no folder"):
         train(stage="dynamics", data=[data], output_dir=tmp_path / "run", tokeniser="no_such_tokeniser", max_steps=1)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_misspelt_model_config_key_stops_training(tmp_path):
+    from physfm.training import train
+
+    data = write_toy_dataset(tmp_path / "toy", n_steps=10, shape=(8, 8))
+    with pytest.raises(ValueError, match=r"'hiden_channels' \(did you mean 'hidden_channels'\?\)"):
+        train(stage="tokeniser", data=[data], output_dir=tmp_path / "run", max_steps=1,
+              model_config={"hiden_channels": 4})

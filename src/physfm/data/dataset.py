@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from .stats import Normalizer, load_stats
+from .stats import MIN_STD, Normalizer, load_stats
 from .well_format import (
     FileHeader,
     check_consistent,
@@ -122,6 +122,22 @@ class WellWindowDataset(Dataset):
         self._handles: dict[int, h5py.File] = {}
         self._datasets: dict[int, list[h5py.Dataset]] = {}
         self._pid: int | None = None
+        if self.normalizer is not None and split == "train":  # stats.yaml describes the train split
+            self._check_zero_std(stats_file)
+
+    def _check_zero_std(self, stats_file: Path) -> None:
+        """A zero std is right only for a field that never varies; normalising a varying one by it scales it by
+        1e4 (losses of ~1e7, no other symptom). One window is checked: cheap, and a wrong std shows at once."""
+        zero = torch.nonzero(self.normalizer.std <= MIN_STD).flatten().tolist()
+        if not zero or len(self) == 0:
+            return
+        window = self.read_window(*self.locate(0), self.n_steps_input + self.n_steps_output)
+        for channel in zero:
+            values = window[..., channel]
+            if float(values.max() - values.min()) > 0:
+                raise ValueError(f"{stats_file}: std of {self.field_names[channel]!r} is 0 but its values vary "
+                                 f"({float(values.min()):.4g} .. {float(values.max()):.4g}); recompute it with "
+                                 "physfm.data.compute_stats")
 
     # -- lazy, fork-safe file handles ----------------------------------------------------------------
     def _file(self, index: int) -> h5py.File:
