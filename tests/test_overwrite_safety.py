@@ -133,3 +133,21 @@ def test_an_unwritable_output_is_named(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"cannot write .*toy: permission denied"):
         write_toy_dataset(tmp_path / "toy", n_steps=4, shape=(4, 4))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
+def test_overwrite_output_dir_deletes_only_the_trainers_checkpoints(tmp_path):
+    from test_training_common import TINY_DYNAMICS, TINY_TOKENISER, make_dataset
+
+    from physfm.training import train
+
+    data = make_dataset(tmp_path / "adv")
+    run = tmp_path / "run"
+    settings = dict(stage="dynamics", data=[data], output_dir=run, max_steps=2, save_steps=2, eval_steps=0,
+                    spatial_compression=4, per_device_train_batch_size=2, count_flops=False, disable_tqdm=True,
+                    model_config={**TINY_DYNAMICS, "tokeniser_config": TINY_TOKENISER})
+    train(**settings)
+    (run / "notes.txt").write_text("precious")
+    (run / "checkpoint-7").mkdir()  # a user's folder that merely looks like a checkpoint
+    train(**{**settings, "max_steps": 1, "save_steps": 1}, overwrite_output_dir=True)
+    assert (run / "notes.txt").read_text() == "precious" and (run / "checkpoint-7").is_dir()
+    assert not (run / "checkpoint-2").exists() and (run / "checkpoint-1").is_dir()
