@@ -29,6 +29,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/pip install -q -e ".[dev,bench]"
 	$(BIN)/python scripts/benchmark_tokeniser.py
+	$(BIN)/python scripts/benchmark_tokeniser_quality.py
 	$(BIN)/python scripts/benchmark_data.py
 	$(BIN)/python scripts/benchmark_training.py
 
