@@ -302,7 +302,9 @@ def test_push_to_an_unreachable_endpoint_says_upload(tmp_path, monkeypatch):
     from physfm.models import PhysfmTokeniserConfig, PhysfmTokeniserModel
 
     PhysfmTokeniserModel(PhysfmTokeniserConfig(hidden_channels=4)).save_pretrained(tmp_path / "tok")
-    monkeypatch.setattr(hub.constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
     with pytest.raises(hub.HubConnectionError, match=r"could not upload 'me/tok'@main to http://127.0.0.1:9: "
                                                      r"the connection failed .*nothing was committed"):
         hub.push_to_hub(tmp_path / "tok", "me/tok", token="x")

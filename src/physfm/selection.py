@@ -352,8 +352,8 @@ def select_tokeniser(
     listed last with the reason. Ranking: candidates encoding more of the data's fields first, then
     lower zero-shot VRMSE.
     """
+    from .checkpoints import load_pretrained
     from .data import WellWindowDataset
-    from .hub import load_pretrained
 
     data_path = Path(data)
     if not data_path.exists():

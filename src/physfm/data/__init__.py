@@ -1,10 +1,11 @@
 """Well-format data: read/write HDF5, windowed datasets, normalisation, conversion, ``datasets`` bridge."""
 
 from .dataset import MixtureBatchSampler, WellMixtureDataset, WellWindowDataset
-from .stats import Normalizer, compute_stats, load_stats, write_stats
+from .stats import Normalizer, load_stats, write_stats
 from .well_format import (
     DatasetMetadata,
     FileHeader,
+    compute_stats,
     read_file_header,
     read_trajectory,
     read_well_metadata,

@@ -579,6 +579,38 @@ def _write_file(path: Path, *, dataset_name: str, grid_type: str, fields: Mappin
                     ds.attrs["antisymmetric"] = False
 
 
+def compute_stats(source: str | os.PathLike | Mapping[str, np.ndarray], n_spatial_dims: int = 2,
+                  split: str = "train") -> dict[str, dict[str, float | list]]:
+    """Compute The Well's normalisation statistics.
+
+    Args:
+        source: either a Well dataset directory (statistics over the files of ``split``, read one
+            trajectory at a time), or a mapping ``field name -> array [traj, time, *space, (d, (d))]``.
+        n_spatial_dims: number of spatial axes (only used for a mapping; read from files otherwise).
+        split: split whose files are reduced when ``source`` is a directory.
+
+    Returns:
+        ``{"mean": {field: value}, "std": ..., "mean_delta": ..., "std_delta": ..., "rms": ...,
+        "rms_delta": ...}`` with floats for scalar fields and lists for vector/tensor fields.
+    """
+    acc = StatsAccumulator()
+    if isinstance(source, Mapping):
+        for name, array in source.items():
+            order = np.ndim(array) - 2 - n_spatial_dims
+            if order not in (0, 1, 2):
+                raise ValueError(
+                    f"field {name!r}: expected an array [traj, time, *space(, d(, d))] with {n_spatial_dims} "
+                    f"spatial axes, got shape {tuple(np.shape(array))}"
+                )
+            for traj in range(np.shape(array)[0]):
+                acc.add(name, np.asarray(array[traj : traj + 1]), order)
+        return acc.result()
+
+    for name, chunk, order, time_varying in iter_field_chunks(Path(source), split):
+        acc.add(name, chunk, order, time_varying=time_varying)
+    return acc.result()
+
+
 MARKER = ".physfm-dataset"
 """A file physfm writes into every dataset folder it creates: ``--overwrite`` replaces only folders holding it."""
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from ..checkpoint_reference import check_checkpoint_reference
+from ..checkpoints import check_checkpoint_reference
 from ..models import PhysfmTokeniserConfig, PhysfmTokeniserModel
 from ..models.configuration_dynamics import PhysfmDynamicsConfig
 from ..models.modeling_dynamics import PhysfmDynamicsModel

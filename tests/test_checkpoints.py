@@ -5,7 +5,7 @@ import time
 import pytest
 from test_training_common import make_dataset
 
-from physfm.checkpoint_reference import check_checkpoint_reference
+from physfm.checkpoints import check_checkpoint_reference
 from physfm.cli import main as physfm_main
 from physfm.hub import load_pretrained
 from physfm.training import train
@@ -38,3 +38,40 @@ def test_every_loader_answers_a_typo_at_once(tmp_path, monkeypatch, capsys):
     assert physfm_main(["evaluate", "no_such_ckpt", "--data", str(data)]) == 1
     assert "CHECKPOINT: no folder 'no_such_ckpt'" in capsys.readouterr().err
     assert time.monotonic() - start < 2
+
+
+def test_no_import_circles_in_the_package():
+    """Imports run downwards only, including imports inside functions (DESIGN.md)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "src"
+    files = {".".join(f.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): f
+             for f in (root / "physfm").rglob("*.py")}
+    graph = {name: set() for name in files}
+    for name, file in files.items():
+        package = name if file.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(file.read_text())):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+                module = ".".join([*base, node.module] if node.module else base)
+                targets = [module, *(f"{module}.{alias.name}" for alias in node.names)]
+            else:
+                continue
+            graph[name] |= {t for t in targets if t in files and t != name and not name.startswith(t + ".")}
+
+    def cycle_from(start):
+        stack = [(start, [start])]
+        while stack:
+            node, path = stack.pop()
+            for target in graph[node]:
+                if target == start:
+                    return path
+                if target not in path:
+                    stack.append((target, [*path, target]))
+        return None
+
+    circles = [c for name in graph if (c := cycle_from(name))]
+    assert not circles, circles[0]
