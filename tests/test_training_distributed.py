@@ -19,6 +19,15 @@ from physfm.training.trainer import train
 MODEL_CONFIG = json.dumps({**TINY_DYNAMICS, "tokeniser_config": TINY_TOKENISER})
 
 
+def wait_for(path: Path, process: subprocess.Popen, timeout: float = 240) -> None:
+    """Until ``path`` exists; fails with the run's stderr if it dies first."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, process.stderr.read().decode()[-3000:]
+        assert time.monotonic() < deadline, f"no {path.name} after {timeout} s"
+        time.sleep(0.02)
+
+
 def test_two_process_cpu_ddp(tmp_path):
     data = make_dataset(tmp_path / "adv")
     out = tmp_path / "run"
@@ -56,11 +65,7 @@ def test_sigkill_loses_nothing_beyond_the_last_checkpoint(tmp_path):
          "--max_steps", "100000", "--model_config", MODEL_CONFIG, "--disable_tqdm", "true", *flags],
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 240
-        while not (out / "checkpoint-4").exists():
-            assert process.poll() is None, process.stderr.read().decode()[-3000:]
-            assert time.monotonic() < deadline, "no checkpoint-4 after 240 s"
-            time.sleep(0.02)
+        wait_for(out / "checkpoint-4", process)
         time.sleep(0.1)  # let it get somewhere between checkpoints (or inside one)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
@@ -90,11 +95,7 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
          "--disable_tqdm", "true"],
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 240
-        while not (out / "checkpoint-2").exists():
-            assert process.poll() is None, process.stderr.read().decode()[-3000:]
-            assert time.monotonic() < deadline, "no checkpoint-2 after 240 s"
-            time.sleep(0.05)
+        wait_for(out / "checkpoint-2", process)
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=60)
     finally:

@@ -96,13 +96,18 @@ class StatsAccumulator:
         return stats
 
 
+def umask_file_mode() -> int:
+    """The mode a newly created file gets under the current umask (``open`` gives 0666 minus it)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_stats(stats: Mapping, path: str | os.PathLike) -> Path:
     """Write ``stats`` to ``path`` as YAML, atomically (temporary file in the same directory, then rename)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would make stats.yaml the one unreadable file of a dataset
+    os.fchmod(fd, umask_file_mode())  # mkstemp's 0600 would make stats.yaml the one unreadable file of a dataset
     try:
         with os.fdopen(fd, "w") as f:
             yaml.safe_dump({k: dict(v) for k, v in stats.items()}, f, sort_keys=False)

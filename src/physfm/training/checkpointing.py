@@ -18,6 +18,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from ..data.stats import umask_file_mode
 from ..data.well_format import write_error_message
 
 CHECKPOINT_PREFIX = "checkpoint-"
@@ -104,11 +105,10 @@ def save_checkpoint(accelerator, output_dir: str | os.PathLike, step: int, train
         if model_config is not None:
             model_config.save_pretrained(tmp)  # lets `physfm evaluate` read a checkpoint directly
         atomic_write_json(tmp / STATE_NAME, trainer_state)
-        umask = os.umask(0)
-        os.umask(umask)
+        mode = umask_file_mode()
         for file in tmp.iterdir():  # safetensors writes 0600; a checkpoint's files should follow the umask
             if file.is_file() and file.stat().st_mode & 0o777 == 0o600:
-                file.chmod(0o666 & ~umask)
+                file.chmod(mode)
         if final.exists():  # re-saving the same step (e.g. end of a resumed run)
             shutil.rmtree(final)
         os.replace(tmp, final)
