@@ -233,3 +233,35 @@ def test_spectral_self_convergence_under_refinement():
     for name in SPEC.field_names:
         e1, e2 = ((runs[n][name][1:] - runs[2 * n][name][1:, ::2, ::2]).abs().max() for n in (32, 64))
         assert e2 < e1 / 100, (name, float(e1), float(e2))
+
+
+def test_perturbation_gives_every_seed_its_own_initial_condition():
+    """physfm's deviation from The Well: with ``perturbation > 0`` equal parameters no longer mean equal flows."""
+    from physfm.simulate.shear_flow import DOMAIN, initial_condition
+
+    x, y = simulate.grid_mesh(DOMAIN, (32, 64), centred=False)
+    well = initial_condition(x, y, 2, 3, 1.0)
+    assert all(torch.equal(a, b) for a, b in zip(well, initial_condition(x, y, 2, 3, 1.0, 0.0, seed=5), strict=True))
+    first, again, other = (initial_condition(x, y, 2, 3, 1.0, 1.0, seed=s) for s in (5, 5, 6))
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    for base, changed in zip(well, first, strict=True):
+        assert not torch.allclose(base, changed)
+    # Each perturbed start is as far from another seed's as a blob pattern is from zero.
+    distance = float((first[1] - other[1]).norm() / first[1].norm())
+    assert distance > 0.3
+    with pytest.raises(ValueError, match="seed"):
+        initial_condition(x, y, 2, 3, 1.0, 1.0)
+    with pytest.raises(ValueError, match="perturbation"):
+        initial_condition(x, y, 2, 3, 1.0, -1.0, seed=1)
+
+
+def test_perturbed_trajectories_are_seeded_and_stored_with_their_setting(tmp_path):
+    out = simulate.generate("shear_flow", tmp_path / "sf", n_trajectories=2, resolution=(16, 32), n_steps=1,
+                            seed=3, progress=False, split_fractions=(1.0, 0.0, 0.0), perturbation=1.0,
+                            reynolds=1e4, schmidt=1.0, n_shear=2, n_blobs=2, width=1.0)
+    from physfm.data import read_trajectory, read_well_metadata
+
+    files = sorted((out / "data" / "train").glob("*.hdf5"))
+    first, second = (read_trajectory(files[0], i) for i in range(2))
+    assert not np.allclose(first["velocity_y"][0], second["velocity_y"][0])  # same parameters, own starts
+    assert {p["perturbation"] for p in read_well_metadata(out).parameters.values()} == {1.0}

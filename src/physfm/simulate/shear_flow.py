@@ -74,23 +74,42 @@ MAX_DT = 1e-2
 
 
 def initial_condition(
-    x: torch.Tensor, y: torch.Tensor, n_shear: int, n_blobs: int, width: float
+    x: torch.Tensor, y: torch.Tensor, n_shear: int, n_blobs: int, width: float,
+    perturbation: float = 0.0, seed: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The Well's ``init_standard_shear``: returns ``(u_x, u_y)`` on the grid ``x, y`` ([x, y]).
 
     ``n_shear`` tanh layers at ``y_k = -1 + (2k + 1) / n_shear`` with alternating sign, each of
     width ``0.1 * 2 width / n_shear``; ``u_y`` carries ``0.1 sin(+-n_blobs pi x)`` Gaussian blobs
     on each layer.
+
+    ``perturbation > 0`` is a physfm deviation from The Well, whose initial condition is a deterministic
+    function of ``(n_shear, n_blobs, width)``, so that two trajectories with the same parameters are the same
+    flow at the start. With it, each layer (drawn from ``seed``) moves by up to ``perturbation / 4`` of the
+    layer spacing, its blobs get a random phase, and their amplitude is scaled by ``1 +- perturbation / 2``:
+    every trajectory starts from its own initial condition, which an experiment needs to split data by
+    initial condition.
     """
+    if perturbation < 0 or not math.isfinite(perturbation):
+        raise ValueError(f"perturbation: got {perturbation!r}, expected a finite number >= 0")
+    offsets, phases, amplitudes = [0.0] * n_shear, [0.0] * n_shear, [1.0] * n_shear
+    if perturbation > 0:
+        if seed is None:
+            raise ValueError("seed: a perturbed shear-flow initial condition needs a per-trajectory 'seed'")
+        draws = torch.rand(n_shear, 3, generator=torch.Generator().manual_seed(int(seed)), dtype=torch.float64)
+        spacing = 2.0 / n_shear
+        offsets = (perturbation * spacing / 4 * (2 * draws[:, 0] - 1)).tolist()
+        phases = (2 * math.pi * draws[:, 1]).tolist()
+        amplitudes = (1 + perturbation / 2 * (2 * draws[:, 2] - 1)).tolist()
     shear = torch.zeros_like(x + y)
     blobs = torch.zeros_like(shear)
     for i in range(n_shear):
-        y_k = -1.0 + 2.0 * i / n_shear + 1.0 / n_shear  # linspace(-1, 1, n, endpoint=False) + 1/n
+        y_k = -1.0 + 2.0 * i / n_shear + 1.0 / n_shear + offsets[i]  # linspace(-1, 1, n, endpoint=False) + 1/n
         sign = 2 * (i % 2) - 1
         ys = n_shear * (y - y_k) / 2 / width
         shear = shear + sign * 0.5 * torch.tanh(ys / 0.1)
-        blobs = blobs + 0.1 * torch.sin(
-            sign * n_blobs * math.pi * x / (DOMAIN[0][1] - DOMAIN[0][0])
+        blobs = blobs + 0.1 * amplitudes[i] * torch.sin(
+            sign * n_blobs * math.pi * x / (DOMAIN[0][1] - DOMAIN[0][0]) + phases[i]
         ) * torch.exp(-(ys**2) / 0.01)
     return shear + 0.5, blobs
 
@@ -275,7 +294,8 @@ def simulate(
 
     Returns Well-layout tensors on ``device``: ``tracer``, ``pressure`` ``[B, T, Nx, Ny]`` and
     ``velocity`` ``[B, T, Nx, Ny, 2]`` with ``T = n_steps + 1`` frames at ``t = 0.1 k``.
-    The initial condition is deterministic, so ``generator`` is unused (kept for the common
+    The initial condition is deterministic unless ``perturbation > 0``, which draws it from each
+    trajectory's ``seed`` (see :func:`initial_condition`), so ``generator`` is unused (kept for the common
     simulator signature).
     """
     del generator
@@ -295,7 +315,9 @@ def simulate(
 
     x, y = grid_mesh(DOMAIN, res, centred=False, device=device)
     ics = [
-        initial_condition(x, y, int(p["n_shear"]), int(p["n_blobs"]), float(p["width"])) for p in params_batch
+        initial_condition(x, y, int(p["n_shear"]), int(p["n_blobs"]), float(p["width"]),
+                          float(p.get("perturbation", 0.0)), p.get("seed"))
+        for p in params_batch
     ]
     ux = torch.stack([u for u, _ in ics])
     uy = torch.stack([v for _, v in ics])
@@ -371,13 +393,15 @@ def simulate_shear_flow(
 
 def sample_parameters(n: int, generator: torch.Generator) -> list[dict[str, Any]]:
     """``n`` parameter sets from The Well's grid (4 x 7 x 2 x 4 x 5 = 1120 combinations):
-    a random permutation of the grid, cycled if ``n`` exceeds it, so draws are distinct."""
+    a random permutation of the grid, cycled if ``n`` exceeds it, so draws are distinct. Each also gets the
+    ``seed`` of its initial condition, which only a ``perturbation > 0`` uses."""
     combos = list(itertools.product(*PARAMETER_GRID.values()))
     out: list[dict[str, Any]] = []
     while len(out) < n:
         order = torch.randperm(len(combos), generator=generator).tolist()
         out.extend(dict(zip(PARAMETER_GRID, combos[i], strict=True)) for i in order[: n - len(out)])
-    return out
+    seeds = torch.randint(0, 2**31 - 1, (n,), generator=generator).tolist()
+    return [{**params, "seed": seed} for params, seed in zip(out, seeds, strict=True)]
 
 
 SPEC = SystemSpec(
@@ -397,6 +421,8 @@ SPEC = SystemSpec(
         Parameter("n_shear", int, "number of tanh shear layers; The Well: 2, 4"),
         Parameter("n_blobs", int, "number of u_y blobs per layer; The Well: 2 ... 5"),
         Parameter("width", float, "shear-layer width factor; The Well: 0.25 ... 4"),
+        Parameter("perturbation", float, "random initial-condition perturbation per trajectory (layer offsets, "
+                  "blob phases and amplitudes); 0, The Well's, makes the start a function of the parameters"),
     ),
     grid_centred=False,
     description="2-D periodic incompressible Navier-Stokes shear layers with a passive tracer (The Well)",
@@ -408,6 +434,7 @@ SPEC = SystemSpec(
             "n_shear": "n_shear",
             "n_blobs": "n_blobs",
             "width": "width",
+            "perturbation": "perturbation",
         }
     },
 )
