@@ -152,17 +152,23 @@ def test_evaluate_cli(data, tmp_path, capsys):
     assert json.loads((tmp_path / "far" / "metrics.json").read_text())["skipped_horizons"] == [100]
 
 
-def test_persistence_reference_scores_the_last_input_frame(data):
+@pytest.mark.parametrize("forecaster", ["persistence", "linear_extrapolation"])
+def test_reference_forecasters_are_scored_like_models(data, forecaster):
     from physfm.data import WellWindowDataset
     from physfm.metrics import vrmse
-    from physfm.training.evaluation import persistence_metrics
+    from physfm.training.evaluation import reference_metrics
 
-    metrics = persistence_metrics(data["adv"], n_steps_input=2, horizons=[1, 3], max_samples=0, max_rollout_samples=0)
+    metrics = reference_metrics(data["adv"], n_steps_input=2, horizons=[1, 3], max_samples=0, max_rollout_samples=0,
+                                forecaster=forecaster)
+
+    def forecast(inputs, horizon):  # by hand: the last frame, plus the last change per step for linear
+        last = inputs[-1:]
+        return last if forecaster == "persistence" else last + horizon * (inputs[-1:] - inputs[-2:-1])
 
     def score(dataset, indices, horizon):
-        last = torch.stack([dataset[i]["input_fields"][-1:] for i in indices])
+        guess = torch.stack([forecast(dataset[i]["input_fields"], horizon) for i in indices])
         truth = torch.stack([dataset[i]["output_fields"][horizon - 1 : horizon] for i in indices])
-        return float(vrmse(dataset.normalizer.denormalize(last), dataset.normalizer.denormalize(truth),
+        return float(vrmse(dataset.normalizer.denormalize(guess), dataset.normalizer.denormalize(truth),
                            n_spatial_dims=2).mean())
 
     next_frame = WellWindowDataset(data["adv"], "valid", n_steps_input=2, n_steps_output=1)
@@ -171,6 +177,15 @@ def test_persistence_reference_scores_the_last_input_frame(data):
     rollout = WellWindowDataset(data["adv"], "valid", n_steps_input=2, n_steps_output=3)
     latest = [5, 11]  # 6 windows per trajectory
     assert metrics["rollout_vrmse"] == {h: pytest.approx(score(rollout, latest, h), rel=1e-5) for h in (1, 3)}
+
+
+def test_unknown_reference_forecaster_is_named(data):
+    from physfm.training.evaluation import reference_metrics
+
+    with pytest.raises(ValueError, match="forecaster: got 'oracle'"):
+        reference_metrics(data["adv"], n_steps_input=2, horizons=[1], forecaster="oracle")
+    with pytest.raises(ValueError, match="at least 2 input frames"):
+        reference_metrics(data["adv"], n_steps_input=1, horizons=[1], forecaster="linear_extrapolation")
 
 
 def test_silent_training_choices_are_warned_about(data, tmp_path):

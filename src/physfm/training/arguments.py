@@ -49,6 +49,11 @@ class DataArguments:
     max_rollout_samples: int = field(
         default=8, metadata={"help": "Valid trajectories used for the final rollout evaluation."}
     )
+    eval_test_split: bool = field(
+        default=False,
+        metadata={"help": "Stage dynamics: also score the test split at every evaluation (history keys test_*) and "
+                          "run the final rollout on test. Make choices on valid only; test is for the tables."},
+    )
     dataloader_num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes."})
 
 

@@ -223,6 +223,8 @@ class DynamicsTask:
         path = data_args.data[0]
         self.train_dataset = _open_datasets([path], "train", n_in, t, data_args.dt_stride)[0]
         self.eval_dataset = _open_datasets([path], "valid", n_in, t, data_args.dt_stride)[0]
+        self.test_dataset = (_open_datasets([path], "test", n_in, t, data_args.dt_stride)[0]
+                             if data_args.eval_test_split else None)
         self.train_datasets = [self.train_dataset]
         self.data_path = path
         self.dt_stride = data_args.dt_stride
@@ -274,11 +276,18 @@ class DynamicsTask:
                      field_names=self.train_dataset.field_names, periodic=list(self.train_dataset.periodic)).loss
 
     def evaluate(self, model, accelerator, training_args: TrainingArguments, data_args: DataArguments) -> dict:
-        return evaluate_dynamics(model, self.eval_dataset, batch_size=training_args.per_device_eval_batch_size,
-                                 max_samples=data_args.max_eval_samples, accelerator=accelerator)
+        """Valid-split metrics, plus the same on test as ``test_<key>`` when the test split is scored."""
+        metrics = {}
+        for prefix, dataset in (("", self.eval_dataset), ("test_", self.test_dataset)):
+            if dataset is not None:
+                scores = evaluate_dynamics(model, dataset, batch_size=training_args.per_device_eval_batch_size,
+                                           max_samples=data_args.max_eval_samples, accelerator=accelerator)
+                metrics.update({f"{prefix}{key}": value for key, value in scores.items()})
+        return metrics
 
     def final_rollout(self, model, accelerator, batch_size: int):
-        return rollout_metrics(model, self.data_path, self.rollout_horizons, split="valid",
+        split = "valid" if self.test_dataset is None else "test"
+        return rollout_metrics(model, self.data_path, self.rollout_horizons, split=split,
                                max_samples=self.max_rollout_samples, dt_stride=self.dt_stride,
                                batch_size=batch_size, accelerator=accelerator, return_example=True)
 
