@@ -1,12 +1,13 @@
 """The paper's experiment in one command: does tokeniser pretraining pay off for a physics dynamics model?
 
 ``physfm experiment --preset tiny --out runs/tiny`` (or :func:`run_experiment`) simulates the data (or reuses
-it from a cache), pretrains an in-domain and a cross-domain tokeniser, trains the dynamics model on shear_flow
-with a scratch / in-domain / cross-domain tokeniser, frozen or finetuned, plus a learning-rate-swept scratch
-baseline and a compute-matched one, and writes ``results.json``, ``results.md`` and figures.
+it from a cache), checks it for leakage, pretrains an in-domain, a cross-domain and a same-data tokeniser, and
+trains the dynamics model with a scratch / pretrained tokeniser, frozen or finetuned, plus a compute-matched
+scratch run, over several seeds, with one learning-rate sweep for every configuration. It writes
+``results.json``, ``results.md`` and figures, with the tables on the test split.
 
-Modules: :mod:`.presets` (settings), :mod:`.data` (cached simulation), :mod:`.runner` (the job graph),
-:mod:`.report` (tables and figures), :mod:`.cli` (the command).
+Modules: :mod:`.presets` (settings), :mod:`.data` (cached simulation), :mod:`.leakage` (held-out against seen
+data), :mod:`.runner` (the job graph), :mod:`.report` (tables and figures), :mod:`.cli` (the command).
 """
 
 from .cli import main, run_experiment

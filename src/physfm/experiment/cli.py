@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .data import default_cache_dir
-from .presets import CONFIGURATIONS, PRESETS, ExperimentPreset, get_preset
+from .presets import CONFIGURATIONS, PRESETS, SYSTEMS, ExperimentPreset, get_preset
 
 logger = logging.getLogger("physfm.experiment")
 
@@ -36,7 +36,7 @@ def _resolve_device(device: str) -> str:
 
 
 def run_experiment(preset: str | ExperimentPreset = "tiny", out: str | os.PathLike = "runs/experiment",
-                   cache_dir: str | os.PathLike | None = None, progress: bool = True,
+                   cache_dir: str | os.PathLike | None = None, progress: bool = True, system: str | None = None,
                    **overrides: Any) -> dict[str, Any]:
     """Run the experiment and write its results into ``out``; returns the ``results.json`` payload.
 
@@ -48,13 +48,18 @@ def run_experiment(preset: str | ExperimentPreset = "tiny", out: str | os.PathLi
         cache_dir: where simulated datasets are kept between experiments (default
             :func:`~physfm.experiment.data.default_cache_dir`).
         progress: progress bar and one log line per finished job.
+        system: the downstream system (default the preset's, shear_flow); the other simulated systems become
+            the cross-domain pretraining data.
         **overrides: preset fields to change, e.g. ``max_steps=400, workers=1``.
 
-    ``results.json`` holds ``runs`` (configuration -> ``step``, ``vrmse``, ``spectral_mse_low``, ``_mid``,
-    ``_high`` lists over the evaluations and ``rollout_vrmse``: horizon -> VRMSE), ``lr_sweep``, ``compute``
-    (steps and FLOPs of pretraining and dynamics per configuration), ``tokenisers``, ``references``
-    (``persistence``: the last input frame as the forecast, scored like the models), ``summary`` (change
-    against scratch at the mid-training and final checkpoints), ``settings`` (the preset) and ``wall_time_s``.
+    ``results.json`` holds ``test`` (configuration -> ``step``, ``vrmse_mean``, ``vrmse_std``,
+    ``vrmse_per_seed``: the tables' numbers), ``runs`` (seed 0: configuration -> ``step``, ``vrmse``,
+    ``spectral_mse_low``, ``_mid``, ``_high`` on valid, ``test_vrmse`` and ``rollout_vrmse`` on test), ``lr_sweep``,
+    ``compute`` (steps and FLOPs of pretraining, of the sweep and of the dynamics per configuration),
+    ``tokenisers``, ``references`` (``persistence`` and ``linear_extrapolation``, scored like the models, with
+    ``test_vrmse`` over seeds), ``leakage`` (``min_vrmse`` over seeds), ``summary`` (change against scratch on
+    test at the mid-training and final checkpoints), ``settings`` (the preset, with ``system``, ``dt_stride``
+    and ``n_seeds``) and ``wall_time_s``.
     """
     from .report import collect, write_report
     from .runner import run_grid
@@ -62,6 +67,8 @@ def run_experiment(preset: str | ExperimentPreset = "tiny", out: str | os.PathLi
     spec = get_preset(preset) if isinstance(preset, str) else preset
     if not isinstance(spec, ExperimentPreset):
         raise ValueError(f"preset: got {type(preset).__name__}, expected a preset name or an ExperimentPreset")
+    if system is not None:
+        spec = spec.with_system(system)
     if overrides:
         unknown = sorted(set(overrides) - set(spec.to_dict()))
         if unknown:
@@ -85,11 +92,12 @@ def _validate(spec: ExperimentPreset) -> None:
         raise ValueError(f"--configurations: unknown {unknown}; expected some of {', '.join(CONFIGURATIONS)}")
     if "scratch" not in spec.configurations:
         raise ValueError("--configurations: 'scratch' is required, every other configuration is compared to it")
-    for name in ("max_steps", "tokeniser_steps", "batch_size", "tokeniser_batch_size", "workers"):
+    for name in ("max_steps", "tokeniser_steps", "batch_size", "tokeniser_batch_size", "workers", "n_seeds",
+                 "dt_stride"):
         if getattr(spec, name) < 1:
             raise ValueError(f"--{name}: got {getattr(spec, name)}, expected an integer >= 1")
-    if not spec.scratch_learning_rates or min(spec.scratch_learning_rates) <= 0:
-        raise ValueError(f"--scratch_learning_rates: got {spec.scratch_learning_rates}, expected positive rates")
+    if not spec.learning_rates or min(spec.learning_rates) <= 0:
+        raise ValueError(f"--learning_rates: got {spec.learning_rates}, expected positive rates")
     if spec.eval_steps < 1 or spec.eval_steps > spec.max_steps:
         raise ValueError(f"--eval_steps: got {spec.eval_steps}, expected 1 ... max_steps ({spec.max_steps})")
 
@@ -105,8 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     presets = "\n".join(f"  {name:6s} {p.description}" for name, p in PRESETS.items())
     parser = _Parser(
         prog="physfm experiment",
-        description="Run the paper's tokeniser-pretraining x freezing experiment on shear_flow and write "
-                    "results.json, results.md and figures.",
+        description="Run the paper's tokeniser-pretraining x freezing experiment and write results.json, "
+                    "results.md and figures (tables on the test split, mean and spread over seeds).",
         epilog=f"presets:\n{presets}", formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     parser.add_argument("--preset", default="tiny", help=f"one of {', '.join(PRESETS)} (default tiny)")
     parser.add_argument("--out", required=True, help="output directory")
@@ -117,7 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max_steps", type=int, default=None, help="dynamics steps (default: the preset's)")
     parser.add_argument("--eval_steps", type=int, default=None, help="evaluate every N steps")
     parser.add_argument("--tokeniser_steps", type=int, default=None, help="tokeniser pretraining steps")
-    parser.add_argument("--seed", type=int, default=None, help="training seed (default: the preset's)")
+    parser.add_argument("--system", default=None, choices=SYSTEMS,
+                        help="downstream system (default: the preset's, shear_flow); the others pretrain the "
+                             "cross-domain tokeniser")
+    parser.add_argument("--n_seeds", type=int, default=None,
+                        help="seeds, each with new data and new initial weights (default: the preset's, 3)")
+    parser.add_argument("--dt_stride", type=int, default=None,
+                        help="frames between a window's frames, both stages (default: the preset's)")
+    parser.add_argument("--seed", type=int, default=None, help="first training seed (default: the preset's)")
     parser.add_argument("--device", default=None, help="simulation device: auto | cpu | cuda (default auto)")
     parser.add_argument("--field_residual", action="store_true",
                         help="dynamics adds the decoded change to the last frame (physfm's default) instead of "
@@ -132,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in vars(args).items()
-                 if k in ("workers", "max_steps", "eval_steps", "tokeniser_steps", "seed", "device") and v is not None}
+                 if k in ("workers", "max_steps", "eval_steps", "tokeniser_steps", "seed", "device", "n_seeds",
+                          "dt_stride") and v is not None}
     if args.field_residual:
         preset = get_preset(args.preset)
         overrides["dynamics_config"] = {**preset.dynamics_config, "field_residual": True}
@@ -140,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides["configurations"] = tuple(dict.fromkeys(["scratch", *args.configurations]))
     logging.basicConfig(level=logging.WARNING)
     payload = run_experiment(args.preset, args.out, cache_dir=args.cache_dir, progress=not args.quiet,
-                             **overrides)
+                             system=args.system, **overrides)
     out = Path(args.out)
     print((out / "results.md").read_text())
     print(f"wrote {out / 'results.json'}, {out / 'results.md'} and figures in {out} "

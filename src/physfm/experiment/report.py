@@ -1,11 +1,13 @@
 """The experiment's outputs: ``results.json``, ``results.md`` and the figures.
 
-- ``learning_curves.png`` (like the paper's Figure 2): valid next-frame VRMSE and the low / mid / high
+Tables and figures report the test split, as mean and spread over the seeds; choices were made on valid.
+
+- ``learning_curves.png`` (like the paper's Figure 2): test next-frame VRMSE and the low / mid / high
   binned spectral errors against dynamics step, one line per configuration;
 - ``rollout_horizons.png`` (like Figure 3): rollout VRMSE against horizon;
 - ``compute.png``: VRMSE against total FLOPs, tokeniser pretraining included, so one sees whether
   pretraining pays for itself;
-- ``rollout_example.png``: one valid trajectory, truth / prediction / error, scratch against in-domain.
+- ``rollout_example.png``: one test trajectory, truth / prediction / error, scratch against in-domain.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from typing import Any
 from ..training.checkpointing import atomic_write_text
 from ..training.curves import pyplot, save_figure
 from ..training.evaluation import plot_rollout
-from .presets import CONFIGURATIONS, ExperimentPreset
+from .presets import CONFIGURATIONS, TOKENISERS, ExperimentPreset
+from .runner import sweep_name, swept_configurations
 
 METRICS = ("vrmse", "spectral_mse_low", "spectral_mse_mid", "spectral_mse_high")
 LABELS = {
@@ -27,6 +30,7 @@ LABELS = {
     "in_domain_finetuned": "in-domain, finetuned",
     "cross_domain_frozen": "cross-domain, frozen",
     "cross_domain_finetuned": "cross-domain, finetuned",
+    "same_data_finetuned": "same-data, finetuned",
     "scratch_compute_matched": "scratch, compute-matched",
 }
 STYLES = {
@@ -35,16 +39,14 @@ STYLES = {
     "in_domain_finetuned": ("tab:blue", "--"),
     "cross_domain_frozen": ("tab:orange", "-"),
     "cross_domain_finetuned": ("tab:orange", "--"),
+    "same_data_finetuned": ("tab:purple", "--"),
     "scratch_compute_matched": ("grey", ":"),
 }
-REFERENCE_LABEL = "persistence (last input frame, no training)"
-PERSISTENCE_STYLE = {"color": "tab:green", "ls": "-.", "lw": 1, "label": "persistence"}
-PRETRAINING = {"in_domain_frozen": "in_domain", "in_domain_finetuned": "in_domain",
-               "cross_domain_frozen": "cross_domain", "cross_domain_finetuned": "cross_domain"}
-
-
-def _persistence(payload: dict[str, Any]) -> dict[str, Any] | None:
-    return payload.get("references", {}).get("persistence")
+REFERENCES = {"persistence": "persistence (last input frame, no training)",
+              "linear_extrapolation": "linear extrapolation (last change continued, no training)"}
+REFERENCE_STYLES = {"persistence": {"color": "tab:green", "ls": "-.", "lw": 1, "label": "persistence"},
+                    "linear_extrapolation": {"color": "tab:olive", "ls": "-.", "lw": 1,
+                                             "label": "linear extrapolation"}}
 
 
 def pct_change(value: float, reference: float) -> float:
@@ -54,49 +56,102 @@ def pct_change(value: float, reference: float) -> float:
     return 100.0 * (value - reference) / reference
 
 
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one value) of seeds' numbers."""
+    if not values:
+        return math.nan, math.nan
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, 0.0
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
 # ----------------------------------------------------------------------------------------------- json
+def _over_seeds(per_seed: list[dict[str, float]], keys: list[str]) -> dict[str, Any]:
+    stats = {key: mean_std([seed[key] for seed in per_seed if key in seed]) for key in keys}
+    return {"mean": {k: v[0] for k, v in stats.items()}, "std": {k: v[1] for k, v in stats.items()}}
+
+
 def collect(preset: ExperimentPreset, results: dict[str, Any], wall_time_s: float,
             environment: dict[str, Any]) -> dict[str, Any]:
     """The ``results.json`` payload (see :func:`physfm.experiment.run_experiment`)."""
+    seeds = range(preset.n_seeds)
+    chosen = results["learning_rates"]
     runs: dict[str, Any] = {}
+    test: dict[str, Any] = {}
     for name in CONFIGURATIONS:
-        if name not in results:
+        if f"{name}@0" not in results:
             continue
-        summary = results[name]
+        summary = results[f"{name}@0"]
         entry: dict[str, Any] = {"step": [h["step"] for h in summary["history"]]}
         for metric in METRICS:
             entry[metric] = [float(h[metric]) for h in summary["history"]]
+            entry[f"test_{metric}"] = [float(h[f"test_{metric}"]) for h in summary["history"]]
         entry["rollout_vrmse"] = {str(k): float(v) for k, v in summary["rollout_vrmse"].items()}
-        entry["learning_rate"] = summary.get("learning_rate", _learning_rate(preset, results, name))
+        entry["learning_rate"] = float(chosen[name])
         entry["max_steps"] = summary["steps"]
-        entry["pretraining"] = PRETRAINING.get(name)
+        entry["pretraining"] = TOKENISERS.get(name)
         entry["model_dir"] = summary["model_dir"]
         runs[name] = entry
 
+        per_seed = [[float(h["test_vrmse"]) for h in results[f"{name}@{k}"]["history"]] for k in seeds]
+        stats = [mean_std([series[i] for series in per_seed]) for i in range(len(entry["step"]))]
+        horizons = sorted(entry["rollout_vrmse"], key=int)
+        rollouts = _over_seeds([results[f"{name}@{k}"]["rollout_vrmse"] for k in seeds], horizons)
+        test[name] = {"step": entry["step"], "vrmse_mean": [m for m, _ in stats], "vrmse_std": [d for _, d in stats],
+                      "vrmse_per_seed": per_seed, "rollout_vrmse_mean": rollouts["mean"],
+                      "rollout_vrmse_std": rollouts["std"]}
+
+    references = {}
+    for forecaster in REFERENCES:
+        per_seed = [results[f"reference:{forecaster}@{k}"]["metrics"] for k in seeds]
+        mean, std = mean_std([m["test"]["vrmse"] for m in per_seed])
+        horizons = sorted(per_seed[0]["test"]["rollout_vrmse"], key=int)
+        rollouts = _over_seeds([m["test"]["rollout_vrmse"] for m in per_seed], horizons)
+        references[forecaster] = {**per_seed[0]["valid"], "test": per_seed[0]["test"], "test_vrmse": mean,
+                                  "test_vrmse_std": std, "test_vrmse_per_seed": [m["test"]["vrmse"] for m in per_seed],
+                                  "test_rollout_vrmse_mean": rollouts["mean"], "test_rollout_vrmse_std": rollouts["std"]}
+
     tokenisers = {}
-    for key in ("in_domain", "cross_domain"):
-        summary = results.get(f"tokeniser:{key}")
+    sources = {"in_domain": ["in_domain"], "cross_domain": [spec.system for spec in preset.cross_domain],
+               "same_data": ["downstream"]}
+    for key, data_names in sources.items():
+        summary = results.get(f"tokeniser:{key}@0")
         if summary is None:
             continue
-        data = [results["data:in_domain"]] if key == "in_domain" else [
-            results[f"data:{spec.system}"] for spec in preset.cross_domain]
-        final = summary["history"][-1]
+        floors = [results[f"reconstruction:{key}@{k}"] for k in seeds]
+        floor_mean, floor_std = mean_std([f["vrmse"] for f in floors])
         tokenisers[key] = {
-            "data": [{"system": d["system"], "path": d["path"], "seed": d["seed"]} for d in data],
+            "data": [{"system": d["system"], "path": d["path"], "seed": d["seed"]}
+                     for d in (results[f"data:{name}@0"] for name in data_names)],
             "steps": summary["steps"],
-            "reconstruction_vrmse": {k: float(v) for k, v in final.items() if k.startswith("vrmse")},
-            "downstream_reconstruction": results.get(f"reconstruction:{key}"),
+            "reconstruction_vrmse": {k: float(v) for k, v in summary["history"][-1].items() if k.startswith("vrmse")},
+            "downstream_reconstruction": floors[0],
+            "downstream_reconstruction_mean": floor_mean,
+            "downstream_reconstruction_std": floor_std,
             "compute": summary["compute"],
+            "data_generation_s": sum(results[f"data:{name}@0"]["wall_time_s"] for name in data_names),
             "model_dir": summary["model_dir"],
         }
 
+    sweep = {name: {f"{lr:g}": {"step": [h["step"] for h in results[sweep_name(name, lr)]["history"]],
+                                "vrmse": [float(h["vrmse"]) for h in results[sweep_name(name, lr)]["history"]]}
+                    for lr in preset.learning_rates} for name in swept_configurations(preset)}
+
     compute = {}
     for name in runs:
-        dyn = results[name]["compute"]
-        pre = tokenisers.get(PRETRAINING.get(name, ""), {}).get("compute", {})
+        dyn = results[f"{name}@0"]["compute"]
+        swept_as = "scratch" if name == "scratch_compute_matched" else name
+        sweep_flops = sum(results[sweep_name(swept_as, lr)]["compute"]["total_flops"]
+                          for lr in preset.learning_rates if lr != chosen[swept_as])
+        tokeniser = tokenisers.get(TOKENISERS.get(name, ""), {})
+        pre = tokeniser.get("compute", {})
         compute[name] = {
             "pretraining_steps": int(pre.get("steps", 0)),
             "pretraining_flops": float(pre.get("total_flops", 0.0)),
+            "pretraining_data_generation_s": float(tokeniser.get("data_generation_s", 0.0))
+            if TOKENISERS.get(name) != "same_data" else 0.0,  # the downstream data, which every run pays for
+            "sweep_flops": float(sweep_flops),
             "dynamics_steps": int(dyn["steps"]),
             "dynamics_flops_per_step": float(dyn["flops_per_step"]),
             "dynamics_flops": float(dyn["total_flops"]),
@@ -105,50 +160,44 @@ def collect(preset: ExperimentPreset, results: dict[str, Any], wall_time_s: floa
             "pretraining_train_time_s": float(pre.get("train_time_s", 0.0)),
         }
 
-    sweep = {}
-    for lr in preset.scratch_learning_rates:
-        summary = results[f"scratch_lr{lr:g}"]
-        sweep[f"{lr:g}"] = {"step": [h["step"] for h in summary["history"]],
-                            "vrmse": [float(h["vrmse"]) for h in summary["history"]]}
-
-    mid = preset.mid_step
-    summary = {"mid_step": mid, "final_step": preset.max_steps, "vrmse_change_vs_scratch_pct": {}}
-    scratch = runs.get("scratch")
-    for name, entry in runs.items():
-        if scratch is None or name == "scratch":
-            continue
-        summary["vrmse_change_vs_scratch_pct"][name] = {
-            str(step): pct_change(_at(entry, step), _at(scratch, step)) for step in (mid, preset.max_steps)}
+    leakage = [results[f"leakage@{k}"] for k in seeds]
+    closest = min(leakage, key=lambda report: report["min_vrmse"])
+    mid, final = preset.mid_step, preset.max_steps
+    summary = {"mid_step": mid, "final_step": final, "split": "test", "vrmse_change_vs_scratch_pct": {},
+               "beats_persistence_at_mid_step": {}}
+    for name, entry in test.items():
+        if name != "scratch":
+            summary["vrmse_change_vs_scratch_pct"][name] = {
+                str(step): pct_change(_at(entry, step), _at(test["scratch"], step)) for step in (mid, final)}
+        summary["beats_persistence_at_mid_step"][name] = _at(entry, mid) < references["persistence"]["test_vrmse"]
     return {
         "preset": preset.name,
         "settings": preset.to_dict(),
+        "test": test,
         "runs": runs,
-        "lr_sweep": {"learning_rates": [float(lr) for lr in preset.scratch_learning_rates], "runs": sweep,
-                     "selected": float(results["scratch"]["learning_rate"]),
-                     "criterion": "lowest valid next-frame VRMSE at the final step"},
+        "lr_sweep": {"learning_rates": [float(lr) for lr in preset.learning_rates], "runs": sweep,
+                     "selected": {name: float(lr) for name, lr in chosen.items()},
+                     "criterion": "lowest valid next-frame VRMSE at the final step, seed 0, every configuration alike"},
         "tokenisers": tokenisers,
-        "references": {name.removeprefix("reference:"): value["metrics"] for name, value in results.items()
-                       if name.startswith("reference:")},
+        "references": references,
+        "leakage": {"min_vrmse": closest["min_vrmse"], "per_seed": [r["min_vrmse"] for r in leakage],
+                    "closest": closest["closest"], "threshold": closest["threshold"], "n_frames": closest["n_frames"],
+                    "dt_stride": closest["dt_stride"], "n_held_out": closest["n_held_out"],
+                    "n_seen": closest["n_seen"]},
         "compute": compute,
         "summary": summary,
-        "data": {k.removeprefix("data:"): v for k, v in results.items() if k.startswith("data:")},
+        "data": {k.removeprefix("data:").removesuffix("@0"): v for k, v in results.items()
+                 if k.startswith("data:") and k.endswith("@0")},
         "wall_time_s": wall_time_s,
-        "reused_runs": sorted(name for name, value in results.items()
-                              if name != "scratch" and isinstance(value, dict) and value.get("reused")),
+        "reused_runs": results["reused_runs"],
         "environment": environment,
     }
 
 
-def _learning_rate(preset: ExperimentPreset, results: dict[str, Any], name: str) -> float:
-    if name == "scratch_compute_matched":
-        return float(results["scratch"]["learning_rate"])
-    return float(preset.learning_rate)
-
-
-def _at(entry: dict[str, Any], step: int) -> float:
-    """The run's VRMSE at ``step`` (NaN when it was not evaluated there)."""
+def _at(entry: dict[str, Any], step: int, key: str = "vrmse_mean") -> float:
+    """The series ``key`` of a run at ``step`` (NaN when it was not evaluated there)."""
     try:
-        return entry["vrmse"][entry["step"].index(step)]
+        return entry[key][entry["step"].index(step)]
     except ValueError:
         return math.nan
 
@@ -178,17 +227,26 @@ def _flops(value: float) -> str:
     return f"{value / 1e12:.3g}" if value else "0"
 
 
+def _pm(mean: float, std: float, digits: int = 3) -> str:
+    return f"{_fmt(mean, digits)} ± {_fmt(std, 2)}" if math.isfinite(std) else _fmt(mean, digits)
+
+
 def markdown(payload: dict[str, Any]) -> str:
-    """``results.md``: VRMSE at each checkpoint with the change against scratch, rollouts, compute, sweep."""
-    runs, settings = payload["runs"], payload["settings"]
-    scratch = runs["scratch"]
-    steps = [s for s in scratch["step"]]
-    lines = [f"# physfm experiment: preset `{payload['preset']}`", ""]
+    """``results.md``: test VRMSE (mean ± std over seeds) at each checkpoint with the change against scratch,
+    rollouts, compute, the sweep, the tokenisers, and seed 0's valid numbers."""
+    test, runs, settings = payload["test"], payload["runs"], payload["settings"]
+    scratch = test["scratch"]
+    steps = list(scratch["step"])
+    n_seeds = settings["n_seeds"]
+    data = payload["data"]["downstream"]
     env = payload.get("environment", {})
-    lines += [f"Downstream: `{settings['downstream']['system']}` {tuple(settings['downstream']['resolution'])}, "
-              f"{settings['max_steps']} dynamics steps (batch {settings['batch_size']}), spatial compression "
-              f"{settings['spatial_compression']}, seed {settings['seed']}. Wall time "
-              f"{payload['wall_time_s'] / 60:.1f} min on {env.get('hardware', 'this machine')}"
+    leakage = payload["leakage"]
+    lines = [f"# physfm experiment: preset `{payload['preset']}`", ""]
+    lines += [f"Downstream: `{settings['system']}` {tuple(settings['downstream']['resolution'])}, "
+              f"{settings['downstream']['n_trajectories']} trajectories (split {tuple(settings['downstream']['split_fractions'])}), "
+              f"frame stride {settings['dt_stride']}, {settings['max_steps']} dynamics steps (batch {settings['batch_size']}), "
+              f"spatial compression {settings['spatial_compression']}, {n_seeds} seeds (new data and initial weights "
+              f"each). Wall time {payload['wall_time_s'] / 60:.1f} min on {env.get('hardware', 'this machine')}"
               + (f" ({len(payload['reused_runs'])} training runs reused from an earlier invocation)."
                  if payload.get("reused_runs") else "."), ""]
     residual = settings["dynamics_config"].get("field_residual", True)
@@ -196,168 +254,197 @@ def markdown(payload: dict[str, Any]) -> str:
         "field residual (the last frame plus the decoded change, physfm's default)." if residual else
         "the paper's (the predicted next latent is decoded; `--field_residual` adds the decoded change to the "
         "last frame instead)."), ""]
+    lines += [f"Leakage check: the closest held-out trajectory (of {leakage['n_held_out']} per seed) is VRMSE "
+              f"{_fmt(leakage['min_vrmse'], 3)} from any of the {leakage['n_seen']} trajectories models train on, over "
+              f"its first {leakage['n_frames']} frames at stride {leakage['dt_stride']} (the experiment refuses below "
+              f"{leakage['threshold']}). Learning rates were chosen on seed 0's valid split for every configuration "
+              f"alike; every table is on the test split. Data: `{data['path']}`.", ""]
 
     mid = payload["summary"]["mid_step"]
     changes = payload["summary"]["vrmse_change_vs_scratch_pct"]
-    headline = [f"{LABELS[name]} {_fmt_pct(changes[name][str(mid)])}" for name in
-                ("in_domain_frozen", "in_domain_finetuned", "cross_domain_frozen", "cross_domain_finetuned")
-                if name in changes]
+    headline = [f"{LABELS[name]} {_fmt_pct(changes[name][str(mid)])}" for name in LABELS
+                if name in changes and name != "scratch_compute_matched"]
     if headline:
-        lines += [f"**Mid-training (step {mid}) valid VRMSE against scratch:** " + ", ".join(headline) + ".", ""]
+        lines += [f"**Mid-training (step {mid}) test VRMSE against scratch (means over {n_seeds} seeds):** "
+                  + ", ".join(headline) + ".", ""]
 
-    lines += ["## Valid next-frame VRMSE at each checkpoint (change against scratch)", ""]
-    lines += ["| configuration | " + " | ".join(f"step {s}" for s in steps) + " |",
-              "|---|" + "---:|" * len(steps)]
-    for name, entry in runs.items():
+    lines += [f"## Test next-frame VRMSE at each checkpoint (mean ± std over {n_seeds} seeds; change of the mean "
+              "against scratch)", ""]
+    lines += ["| configuration | " + " | ".join(f"step {s}" for s in steps) + " |", "|---|" + "---:|" * len(steps)]
+    for name, entry in test.items():
         cells = []
         for step in steps:
-            value = _at(entry, step)
-            cells.append(_fmt(value) if name == "scratch" else f"{_fmt(value)} ({_fmt_pct(pct_change(value, _at(scratch, step)))})")
+            value, spread = _at(entry, step), _at(entry, step, "vrmse_std")
+            change = "" if name == "scratch" else f" ({_fmt_pct(pct_change(value, _at(scratch, step)))})"
+            cells.append(_pm(value, spread) + change)
         label = LABELS[name]
         if name == "scratch_compute_matched":
-            final = entry["vrmse"][-1]
-            label += f" (its final step {entry['step'][-1]}: {_fmt(final)}, {_fmt_pct(pct_change(final, scratch['vrmse'][-1]))} against scratch's final)"
+            final, spread = entry["vrmse_mean"][-1], entry["vrmse_std"][-1]
+            label += (f" (its final step {entry['step'][-1]}: {_pm(final, spread)}, "
+                      f"{_fmt_pct(pct_change(final, scratch['vrmse_mean'][-1]))} against scratch's final)")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    persistence = _persistence(payload)
-    if persistence:
-        value = persistence["vrmse"]
-        lines.append(f"| {REFERENCE_LABEL} | " + " | ".join(
-            f"{_fmt(value)} ({_fmt_pct(pct_change(value, _at(scratch, step)))})" for step in steps) + " |")
+    for forecaster, label in REFERENCES.items():
+        ref = payload["references"][forecaster]
+        lines.append(f"| {label} | " + " | ".join(
+            f"{_pm(ref['test_vrmse'], ref['test_vrmse_std'])} ({_fmt_pct(pct_change(ref['test_vrmse'], _at(scratch, s)))})"
+            for s in steps) + " |")
     lines.append("")
 
-    lines += [f"## Binned spectral error at the last checkpoint (step {steps[-1]})", "",
+    horizons = sorted({int(h) for entry in test.values() for h in entry["rollout_vrmse_mean"]})
+    lines += [f"## Rollout VRMSE on test, by horizon (frames at stride {settings['dt_stride']}; mean ± std over seeds)", "",
+              "| configuration | " + " | ".join(str(h) for h in horizons) + " |", "|---|" + "---:|" * len(horizons)]
+    rows = [(LABELS[name], entry["rollout_vrmse_mean"], entry["rollout_vrmse_std"]) for name, entry in test.items()]
+    rows += [(label, payload["references"][f]["test_rollout_vrmse_mean"], payload["references"][f]["test_rollout_vrmse_std"])
+             for f, label in REFERENCES.items()]
+    for label, means, stds in rows:
+        lines.append(f"| {label} | " + " | ".join(_pm(means.get(str(h), math.nan), stds.get(str(h), math.nan))
+                                                for h in horizons) + " |")
+    lines.append("")
+
+    lines += [f"## Binned spectral error on test at the last checkpoint (step {steps[-1]}, seed 0)", "",
               "| configuration | low | mid | high |", "|---|---:|---:|---:|"]
     for name, entry in runs.items():
         index = entry["step"].index(steps[-1]) if steps[-1] in entry["step"] else len(entry["step"]) - 1
         cells = []
         for band in ("low", "mid", "high"):
-            value = entry[f"spectral_mse_{band}"][index]
-            ref = scratch[f"spectral_mse_{band}"][-1]
+            value, ref = entry[f"test_spectral_mse_{band}"][index], runs["scratch"][f"test_spectral_mse_{band}"][-1]
             cells.append(_fmt(value, 3) if name == "scratch" else f"{_fmt(value, 3)} ({_fmt_pct(pct_change(value, ref))})")
         lines.append(f"| {LABELS[name]} | " + " | ".join(cells) + " |")
-    if persistence:
-        lines.append(f"| {REFERENCE_LABEL} | " + " | ".join(
-            f"{_fmt(persistence[f'spectral_mse_{band}'], 3)} "
-            f"({_fmt_pct(pct_change(persistence[f'spectral_mse_{band}'], scratch[f'spectral_mse_{band}'][-1]))})"
-            for band in ("low", "mid", "high")) + " |")
+    for forecaster, label in REFERENCES.items():
+        ref = payload["references"][forecaster]["test"]
+        lines.append(f"| {label} | " + " | ".join(_fmt(ref[f"spectral_mse_{band}"], 3) for band in ("low", "mid", "high")) + " |")
     lines.append("")
 
-    horizons = sorted({int(h) for entry in runs.values() for h in entry["rollout_vrmse"]})
-    lines += ["## Rollout VRMSE on valid, by horizon (frames)", "",
-              "| configuration | " + " | ".join(str(h) for h in horizons) + " |", "|---|" + "---:|" * len(horizons)]
-    rows = [(LABELS[name], entry["rollout_vrmse"]) for name, entry in runs.items()]
-    if persistence:
-        rows.append((REFERENCE_LABEL, persistence["rollout_vrmse"]))
-    for label, rollout in rows:
-        lines.append(f"| {label} | " + " | ".join(_fmt(rollout.get(str(h), math.nan), 3) for h in horizons) + " |")
-    lines.append("")
-
-    lines += ["## Compute", "",
+    lines += ["## Compute (seed 0)", "",
               "FLOPs are torch's FlopCounterMode count of one optimisation step (forward + backward) times the "
-              "steps run; evaluation is not counted. A frozen tokeniser's pretraining is paid once and can serve "
-              "many downstream runs; here it is charged in full to each run.", "",
-              "| configuration | pretraining steps | pretraining TFLOPs | dynamics steps | dynamics TFLOPs | "
-              "total TFLOPs | final valid VRMSE |", "|---|---:|---:|---:|---:|---:|---:|"]
+              "steps run; evaluation is not counted. A pretrained tokeniser is paid once and can serve many downstream "
+              "runs; here it is charged in full to each run. The sweep column is what choosing the learning rate cost "
+              "(the runs at the other rates); every configuration pays the same sweep. Simulating the pretraining data "
+              "is counted in CPU-wall seconds (the FFT solvers' FLOPs are not counted).", "",
+              "| configuration | pretraining steps | pretraining TFLOPs | pretraining data (s) | sweep TFLOPs | "
+              "dynamics steps | dynamics TFLOPs | total TFLOPs (sweep excluded) |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, entry in payload["compute"].items():
         lines.append(f"| {LABELS[name]} | {entry['pretraining_steps']} | {_flops(entry['pretraining_flops'])} | "
-                     f"{entry['dynamics_steps']} | {_flops(entry['dynamics_flops'])} | {_flops(entry['total_flops'])} | "
-                     f"{_fmt(runs[name]['vrmse'][-1])} |")
+                     f"{entry['pretraining_data_generation_s']:.1f} | {_flops(entry['sweep_flops'])} | "
+                     f"{entry['dynamics_steps']} | {_flops(entry['dynamics_flops'])} | {_flops(entry['total_flops'])} |")
     lines.append("")
 
     sweep = payload["lr_sweep"]
-    lines += ["## Scratch learning-rate sweep", "",
-              f"Selected by {sweep['criterion']}; the pretrained runs use the preset's learning rate "
-              f"{settings['learning_rate']:g} without a sweep.", "",
-              "| learning rate | " + " | ".join(f"step {s}" for s in steps) + " | selected |",
-              "|---|" + "---:|" * (len(steps) + 1)]
-    for lr, entry in sweep["runs"].items():
-        mark = "✓" if float(lr) == sweep["selected"] else ""
-        lines.append(f"| {lr} | " + " | ".join(_fmt(v) for v in entry["vrmse"]) + f" | {mark} |")
+    rates = [f"{lr:g}" for lr in sweep["learning_rates"]]
+    lines += ["## Learning-rate sweep (seed 0, final valid VRMSE)", "", f"Selected by {sweep['criterion']}.", "",
+              "| configuration | " + " | ".join(f"lr {r}" for r in rates) + " | selected |",
+              "|---|" + "---:|" * (len(rates) + 1)]
+    for name, by_rate in sweep["runs"].items():
+        lines.append(f"| {LABELS[name]} | " + " | ".join(_fmt(by_rate[r]["vrmse"][-1]) for r in rates)
+                     + f" | {sweep['selected'][name]:g} |")
     lines.append("")
 
     if payload["tokenisers"]:
         lines += ["## Tokeniser pretraining", "",
-                  "Reconstruction VRMSE on the tokeniser's own valid split, and on the downstream valid split (the "
-                  "floor under a frozen tokeniser's dynamics error; as `physfm select-tokeniser` scores it: fields it never "
-                  "learnt and spatially constant frames, such as shear_flow's initial pressure, left out).", "",
+                  f"Reconstruction VRMSE on the tokeniser's own valid split (seed 0), and on the downstream valid split "
+                  f"(mean ± std over seeds: the floor under a frozen tokeniser's dynamics error; as `physfm "
+                  f"select-tokeniser` scores it, on clips at stride {settings['dt_stride']}: fields it never learnt and "
+                  "spatially constant frames, such as shear_flow's initial pressure, left out).", "",
                   "| tokeniser | data | steps | own valid | downstream valid (fields) |", "|---|---|---:|---:|---:|"]
         for key, entry in payload["tokenisers"].items():
             systems = ", ".join(f"`{d['system']}`" for d in entry["data"])
-            downstream = entry.get("downstream_reconstruction") or {}
-            fields = ", ".join(downstream.get("fields", []))
+            if key == "same_data":
+                systems += " (downstream train split)"
+            fields = ", ".join((entry.get("downstream_reconstruction") or {}).get("fields", []))
             lines.append(f"| {key.replace('_', '-')} | {systems} | {entry['steps']} | "
                          f"{_fmt(entry['reconstruction_vrmse'].get('vrmse', math.nan), 3)} | "
-                         f"{_fmt(downstream.get('vrmse', math.nan), 3)} ({fields}) |")
+                         f"{_pm(entry['downstream_reconstruction_mean'], entry['downstream_reconstruction_std'])} ({fields}) |")
         lines.append("")
+
+    lines += ["## Valid next-frame VRMSE at each checkpoint (seed 0, the split the choices were made on)", "",
+              "| configuration | " + " | ".join(f"step {s}" for s in steps) + " |", "|---|" + "---:|" * len(steps)]
+    for name, entry in runs.items():
+        lines.append(f"| {LABELS[name]} | " + " | ".join(
+            _fmt(entry["vrmse"][entry["step"].index(s)]) if s in entry["step"] else "–" for s in steps) + " |")
+    lines.append(f"| {REFERENCES['persistence']} | " + " | ".join(
+        _fmt(payload["references"]["persistence"]["vrmse"]) for _ in steps) + " |")
+    lines.append("")
     lines += ["Figures: `learning_curves.png`, `rollout_horizons.png`, `compute.png`, `rollout_example.png`.", ""]
     return "\n".join(lines)
 
 
 # -------------------------------------------------------------------------------------------- figures
+def _references_hline(ax, payload: dict[str, Any]) -> None:
+    for forecaster, style in REFERENCE_STYLES.items():
+        ax.axhline(payload["references"][forecaster]["test_vrmse"], **style)
+
+
 def plot_learning_curves(payload: dict[str, Any], path: Path) -> Path:
-    """Figure 2: VRMSE and the three spectral bins against step, one line per configuration."""
+    """Figure 2: test VRMSE (mean and spread over seeds) and seed 0's three spectral bins against step."""
     plt = pyplot()
-    titles = {"vrmse": "next-frame VRMSE", "spectral_mse_low": "spectral MSE, low k",
+    titles = {"vrmse": "test next-frame VRMSE (mean ± std over seeds)", "spectral_mse_low": "spectral MSE, low k",
               "spectral_mse_mid": "spectral MSE, mid k", "spectral_mse_high": "spectral MSE, high k"}
     fig, axes = plt.subplots(2, 2, figsize=(10, 7.5), constrained_layout=True)
-    persistence = _persistence(payload)
     for ax, metric in zip(axes.flat, METRICS, strict=True):
         for name, entry in payload["runs"].items():
             color, style = STYLES[name]
-            ax.plot(entry["step"], entry[metric], style, color=color, marker="o", markersize=3, label=LABELS[name])
-        if persistence:
-            ax.axhline(persistence[metric], **PERSISTENCE_STYLE)
+            if metric == "vrmse":
+                stats = payload["test"][name]
+                mean, std = stats["vrmse_mean"], stats["vrmse_std"]
+                ax.plot(stats["step"], mean, style, color=color, marker="o", markersize=3, label=LABELS[name])
+                ax.fill_between(stats["step"], [m - d for m, d in zip(mean, std, strict=True)],
+                                [m + d for m, d in zip(mean, std, strict=True)], color=color, alpha=0.12, lw=0)
+            else:
+                ax.plot(entry["step"], entry[f"test_{metric}"], style, color=color, marker="o", markersize=3,
+                        label=LABELS[name])
+        if metric == "vrmse":
+            _references_hline(ax, payload)
         ax.set_yscale("log")
         ax.set_xlabel("dynamics step")
-        ax.set_title(titles[metric])
+        ax.set_title(titles[metric] if metric == "vrmse" else titles[metric] + " (test, seed 0)")
         ax.axvline(payload["summary"]["final_step"], color="0.85", lw=0.8, zorder=0)
         ax.grid(alpha=0.3, which="both")
-    axes[0, 0].legend(fontsize=8)
-    fig.suptitle(f"physfm experiment `{payload['preset']}`: valid error during dynamics training")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(f"physfm experiment `{payload['preset']}`: test error during dynamics training")
     return save_figure(fig, path)
 
 
 def plot_rollout_horizons(payload: dict[str, Any], path: Path) -> Path:
-    """Figure 3: rollout VRMSE against horizon, one line per configuration."""
+    """Figure 3: test rollout VRMSE (mean and spread over seeds) against horizon."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.5), constrained_layout=True)
-    for name, entry in payload["runs"].items():
-        horizons = sorted(int(h) for h in entry["rollout_vrmse"])
-        color, style = STYLES[name]
-        ax.plot(horizons, [entry["rollout_vrmse"][str(h)] for h in horizons], style, color=color, marker="o",
-                markersize=3, label=LABELS[name])
-    persistence = _persistence(payload)
-    if persistence:
-        horizons = sorted(int(h) for h in persistence["rollout_vrmse"])
-        ax.plot(horizons, [persistence["rollout_vrmse"][str(h)] for h in horizons], **PERSISTENCE_STYLE)
+    curves = [(LABELS[name], STYLES[name], entry["rollout_vrmse_mean"], entry["rollout_vrmse_std"])
+              for name, entry in payload["test"].items()]
+    for forecaster, style in REFERENCE_STYLES.items():
+        ref = payload["references"][forecaster]
+        curves.append((style["label"], (style["color"], style["ls"]), ref["test_rollout_vrmse_mean"],
+                       ref["test_rollout_vrmse_std"]))
+    for label, (color, style), means, stds in curves:
+        horizons = sorted(int(h) for h in means)
+        ax.errorbar(horizons, [means[str(h)] for h in horizons], yerr=[stds[str(h)] for h in horizons], fmt=style,
+                    color=color, marker="o", markersize=3, capsize=2, label=label)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
-    ax.set_xlabel("rollout horizon (frames)")
-    ax.set_ylabel("valid VRMSE")
+    ax.set_xlabel(f"rollout horizon (frames at stride {payload['settings']['dt_stride']})")
+    ax.set_ylabel("test VRMSE")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     ax.set_title(f"autoregressive rollout, preset `{payload['preset']}`")
     return save_figure(fig, path)
 
 
 def plot_compute(payload: dict[str, Any], path: Path) -> Path:
-    """VRMSE against total FLOPs: pretrained curves start at their pretraining cost."""
+    """Test VRMSE (mean over seeds) against total FLOPs: pretrained curves start at their pretraining cost."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.5), constrained_layout=True)
-    for name, entry in payload["runs"].items():
+    for name, entry in payload["test"].items():
         cost = payload["compute"][name]
         per_step = cost["dynamics_flops_per_step"]
         x = [(cost["pretraining_flops"] + step * per_step) / 1e12 for step in entry["step"]]
         color, style = STYLES[name]
-        ax.plot(x, entry["vrmse"], style, color=color, marker="o", markersize=3, label=LABELS[name])
-    persistence = _persistence(payload)
-    if persistence:
-        ax.axhline(persistence["vrmse"], **PERSISTENCE_STYLE)
+        ax.plot(x, entry["vrmse_mean"], style, color=color, marker="o", markersize=3, label=LABELS[name])
+    _references_hline(ax, payload)
     ax.set_yscale("log")
     ax.set_xlabel("total training TFLOPs (tokeniser pretraining included)")
-    ax.set_ylabel("valid next-frame VRMSE")
+    ax.set_ylabel("test next-frame VRMSE (mean over seeds)")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     ax.set_title("does pretraining pay for itself?")
     return save_figure(fig, path)
 
@@ -365,7 +452,7 @@ def plot_compute(payload: dict[str, Any], path: Path) -> Path:
 def plot_rollout_example(payload: dict[str, Any], data_dir: str, path: Path,
                          names: tuple[str, ...] = ("scratch", "in_domain_finetuned"), n_columns: int = 5,
                          field: int = 0) -> Path:
-    """Truth, then prediction and |error| of each configuration in ``names``, on one valid trajectory."""
+    """Truth, then prediction and |error| of each configuration in ``names``, on one test trajectory (seed 0)."""
     import torch
 
     from physfm.data import WellWindowDataset
@@ -376,10 +463,11 @@ def plot_rollout_example(payload: dict[str, Any], data_dir: str, path: Path,
     models = {n: PhysfmDynamicsModel.from_pretrained(payload["runs"][n]["model_dir"], dtype=torch.float32).eval()
               for n in names}
     n_in = next(iter(models.values())).config.n_steps_input
+    stride = payload["settings"]["dt_stride"]
     horizon = max(int(h) for n in names for h in payload["runs"][n]["rollout_vrmse"])
-    dataset = WellWindowDataset(data_dir, split="valid", n_steps_input=n_in, n_steps_output=horizon)
+    dataset = WellWindowDataset(data_dir, split="test", n_steps_input=n_in, n_steps_output=horizon, dt_stride=stride)
     header = dataset.headers[0]
-    item = dataset[n_windows(header.n_steps, n_in, horizon, 1) - 1]  # as rollout_metrics: the latest start
+    item = dataset[n_windows(header.n_steps, n_in, horizon, stride) - 1]  # as rollout_metrics: the latest start
     fields, periodic = list(dataset.field_names), list(dataset.periodic)
     truth = dataset.normalizer.denormalize(item["output_fields"])
     predictions = {}
@@ -388,7 +476,7 @@ def plot_rollout_example(payload: dict[str, Any], data_dir: str, path: Path,
             out = model.rollout(item["input_fields"][None], n_steps=horizon, field_names=fields, periodic=periodic)
             predictions[LABELS[name]] = dataset.normalizer.denormalize(out[0])
     return plot_rollout(truth, predictions, path, field_names=fields, field=field, n_columns=n_columns,
-                        title=f"valid rollout of `{fields[field]}` (preset `{payload['preset']}`)")
+                        title=f"test rollout of `{fields[field]}` (preset `{payload['preset']}`, seed 0)")
 
 
 def write_report(payload: dict[str, Any], out: Path) -> dict[str, Path]:

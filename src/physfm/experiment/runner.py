@@ -1,16 +1,17 @@
-"""Orchestration: the experiment as a graph of jobs (simulate, pretrain, train), run by a small process pool.
+"""Orchestration: the experiment as a graph of jobs (simulate, check, pretrain, train), run by a small process pool.
 
-Jobs and what they wait for::
+Jobs of one seed ``k`` (every name ends in ``@k``) and what they wait for::
 
-    data:downstream ──▶ data:in_domain ──▶ tokeniser:in_domain ──┬─▶ in_domain_{frozen,finetuned}
-         │             data:cross:* ───▶ tokeniser:cross_domain ──┼─▶ cross_domain_{frozen,finetuned}
-         ├──────────────▶ scratch@lr (the sweep) ──────────────────┴─▶ scratch_compute_matched
-         └──────────────▶ reference:persistence (the last input frame, scored like the models)
+    data:downstream ─┬─▶ leakage (refuses near-copies) ─▶ every training job
+    data:in_domain ──┤─▶ tokeniser:in_domain ───┬─▶ in_domain_{frozen,finetuned}, scratch_compute_matched
+    data:<other> ────┘─▶ tokeniser:cross_domain ─┼─▶ cross_domain_{frozen,finetuned}
+    data:downstream ───▶ tokeniser:same_data ────┴─▶ same_data_finetuned          (train split only)
+    data:downstream ───▶ reference:{persistence,linear_extrapolation} (valid and test)
 
-Every training job calls :func:`physfm.training.train` with the same seed, steps and architecture; only the
-tokeniser (scratch / in-domain / cross-domain), its freezing and, for the scratch sweep, the learning rate
-differ. The compute-matched scratch run trains with the best swept learning rate for ``max_steps`` plus as many
-steps as the in-domain tokeniser's pretraining cost in FLOPs.
+Seed 0 trains every configuration at every learning rate of the preset (``<configuration>@lr<rate>@0``); the
+best final valid VRMSE picks each configuration's rate, and the other seeds train each configuration once, at
+that rate. The compute-matched scratch run trains at scratch's rate for ``max_steps`` plus as many steps as the
+in-domain tokeniser's pretraining cost in FLOPs.
 
 A finished run is reused when the experiment is run again into the same directory with the same settings
 (its ``experiment_job.json`` and ``metrics.json`` are checked), so an interrupted experiment resumes where
@@ -28,12 +29,12 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .data import simulate_cached, simulate_distinct
-from .presets import CONFIGURATIONS, ExperimentPreset
+from .data import simulate_cached
+from .presets import CONFIGURATIONS, TOKENISERS, ExperimentPreset, clip_frames
 
 logger = logging.getLogger("physfm.experiment")
 
@@ -45,10 +46,9 @@ class Job:
     """One unit of work: ``build(results)`` turns the results of its dependencies into its arguments."""
 
     name: str
-    kind: str  # "data" | "train" | "reference" | "reconstruction"
+    kind: str  # "data" | "leakage" | "train" | "reference" | "reconstruction"
     deps: tuple[str, ...]
     build: Callable[[dict[str, Any]], dict[str, Any]]
-    info: dict[str, Any] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------- workers
@@ -63,40 +63,53 @@ def execute(kind: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     """Run one job (in a worker process or inline) and return a small JSON-able summary."""
     if kind == "data":
         return _execute_data(**kwargs)
+    if kind == "leakage":
+        return _execute_leakage(**kwargs)
     if kind == "train":
         return _execute_train(kwargs)
     if kind == "reference":
-        return _execute_persistence(**kwargs)
+        return _execute_reference(**kwargs)
     if kind == "reconstruction":
         return _execute_reconstruction(**kwargs)
     raise ValueError(f"unknown job kind {kind!r}")
 
 
-def _execute_data(spec: dict[str, Any], cache_dir: str, device: str, distinct: bool = False,
-                  disjoint_from: str | None = None, progress: bool = False) -> dict[str, Any]:
+def _execute_data(spec: dict[str, Any], cache_dir: str, device: str, progress: bool = False) -> dict[str, Any]:
     from .presets import DataSpec
 
     spec = DataSpec(**{**spec, "resolution": tuple(spec["resolution"]),
                        "split_fractions": tuple(spec["split_fractions"])})
     tic = time.perf_counter()
-    if distinct:  # the downstream system: distinct trajectories, in-domain ones disjoint from downstream's
-        path = simulate_distinct(spec, cache_dir, device, progress, disjoint_from)
-    else:
-        path = simulate_cached(spec, cache_dir, device, progress)
+    path = simulate_cached(spec, cache_dir, device, progress)
     return {"path": str(path), "seed": spec.seed, "system": spec.system, "wall_time_s": time.perf_counter() - tic}
 
 
-def _execute_persistence(data_dir: str, **kwargs: Any) -> dict[str, Any]:
-    from physfm.training.evaluation import persistence_metrics
+def _execute_leakage(held_out: list[tuple[str, list[str]]], seen: list[tuple[str, list[str]]], n_frames: int,
+                     dt_stride: int) -> dict[str, Any]:
+    from .leakage import check_leakage, first_clips, measure_leakage
 
     tic = time.perf_counter()
-    metrics = persistence_metrics(data_dir, **kwargs)
-    metrics["rollout_vrmse"] = {str(k): v for k, v in metrics["rollout_vrmse"].items()}
+    clips = {name: [c for path, splits in sources for c in first_clips(path, splits, n_frames, dt_stride)]
+             for name, sources in (("held_out", held_out), ("seen", seen))}
+    report = measure_leakage(clips["held_out"], clips["seen"])
+    check_leakage(report)
+    return {**report, "n_frames": n_frames, "dt_stride": dt_stride, "wall_time_s": time.perf_counter() - tic}
+
+
+def _execute_reference(data_dir: str, **kwargs: Any) -> dict[str, Any]:
+    from physfm.training.evaluation import reference_metrics
+
+    tic = time.perf_counter()
+    metrics = {}
+    for split in ("valid", "test"):
+        scores = reference_metrics(data_dir, split=split, **kwargs)
+        scores["rollout_vrmse"] = {str(k): v for k, v in scores["rollout_vrmse"].items()}
+        metrics[split] = scores
     return {"metrics": metrics, "wall_time_s": time.perf_counter() - tic}
 
 
 def _execute_reconstruction(model_dir: str, data_dir: str, spatial_compression: int, temporal_compression: int,
-                            max_samples: int) -> dict[str, Any]:
+                            dt_stride: int, max_samples: int) -> dict[str, Any]:
     """A tokeniser's reconstruction of the downstream valid split: the floor a frozen tokeniser puts under the
     dynamics error. Only the fields it has learnt count (the cross-domain one never saw the tracer)."""
     import torch
@@ -105,7 +118,7 @@ def _execute_reconstruction(model_dir: str, data_dir: str, spatial_compression: 
     from physfm.selection import evaluate_reconstruction
 
     tokeniser = PhysfmTokeniserModel.from_pretrained(model_dir, dtype=torch.float32)
-    result = evaluate_reconstruction(tokeniser, data_dir, "valid", max_samples=max_samples,
+    result = evaluate_reconstruction(tokeniser, data_dir, "valid", max_samples=max_samples, dt_stride=dt_stride,
                                      compressions=[(spatial_compression, temporal_compression)])[0]
     return {"fields": list(result.vrmse_per_field), "vrmse": result.vrmse, "wall_time_s": 0.0}
 
@@ -141,40 +154,69 @@ def _execute_train(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------------ graph
-def _lr_name(lr: float) -> str:
-    return f"scratch_lr{lr:g}"
+def sweep_name(configuration: str, lr: float) -> str:
+    """The seed-0 run of ``configuration`` at learning rate ``lr``."""
+    return f"{configuration}@lr{lr:g}@0"
 
 
-def best_learning_rate(preset: ExperimentPreset, results: dict[str, Any]) -> float:
-    """The swept scratch learning rate with the lowest final valid VRMSE (ties: the smaller rate)."""
-    final = {lr: results[_lr_name(lr)]["history"][-1]["vrmse"] for lr in preset.scratch_learning_rates}
+def swept_configurations(preset: ExperimentPreset) -> list[str]:
+    """Configurations that get the learning-rate sweep: all but compute-matched scratch, which takes scratch's."""
+    return [name for name in preset.configurations if name != "scratch_compute_matched"]
+
+
+def best_learning_rate(preset: ExperimentPreset, results: dict[str, Any], configuration: str) -> float:
+    """The swept rate with the lowest final valid VRMSE for ``configuration`` (ties: the smaller rate)."""
+    final = {lr: results[sweep_name(configuration, lr)]["history"][-1]["vrmse"] for lr in preset.learning_rates}
     return min(final, key=lambda lr: (final[lr] if math.isfinite(final[lr]) else math.inf, lr))
 
 
 def build_jobs(preset: ExperimentPreset, out: Path, cache_dir: Path, device: str, progress: bool) -> list[Job]:
     """The experiment's jobs in priority order (a ready job earlier in the list starts first)."""
-    runs = out / "runs"
+    jobs: list[Job] = []
+    for seed in range(preset.n_seeds):
+        jobs += _seed_jobs(preset, seed, out / "runs" / f"seed{seed}", cache_dir, device, progress)
+    # Tokenisers first (most runs wait for one), then the long compute-matched runs, so the pool's last minutes
+    # are not one long job on one core; the cheap evaluations fill the gaps.
+    def priority(job: Job) -> tuple[int, int]:
+        if job.kind == "train":
+            return 2, 0 if job.name.startswith("tokeniser:") else 1 if "compute_matched" in job.name else 2
+        return {"data": 0, "leakage": 1}.get(job.kind, 3), 0
+
+    return sorted(jobs, key=priority)
+
+
+def _seed_jobs(preset: ExperimentPreset, seed: int, runs: Path, cache_dir: Path, device: str,
+               progress: bool) -> list[Job]:
     show = progress and preset.workers == 1  # per-run bars only when runs do not interleave
+    at = f"@{seed}"
+    wanted = set(preset.configurations)
+    tokenisers = {TOKENISERS[name] for name in wanted if name in TOKENISERS}
+    if "scratch_compute_matched" in wanted:
+        tokenisers.add("in_domain")
 
-    def data_job(name: str, spec, distinct: bool = False, disjoint_from: str | None = None) -> Job:
-        deps = (disjoint_from,) if disjoint_from else ()
-
-        def build(results):
-            kwargs = {"spec": dataclasses.asdict(spec), "distinct": distinct,
-                      "cache_dir": str(cache_dir), "device": device, "progress": show}
-            if disjoint_from:
-                kwargs["disjoint_from"] = results[disjoint_from]["path"]
-            return kwargs
-
-        return Job(name, "data", deps, build)
+    def data_job(name: str, spec) -> Job:
+        kwargs = {"spec": dataclasses.asdict(spec.for_seed(seed)), "cache_dir": str(cache_dir), "device": device,
+                  "progress": show}
+        return Job(name + at, "data", (), lambda results: kwargs)
 
     cross_names = [f"data:{spec.system}" for spec in preset.cross_domain]
-    jobs = [data_job("data:downstream", preset.downstream, distinct=True),
-            data_job("data:in_domain", preset.in_domain, distinct=True, disjoint_from="data:downstream")]
-    jobs += [data_job(name, spec) for name, spec in zip(cross_names, preset.cross_domain, strict=True)]
+    jobs = [data_job("data:downstream", preset.downstream), data_job("data:in_domain", preset.in_domain)]
+    if "cross_domain" in tokenisers:
+        jobs += [data_job(name, spec) for name, spec in zip(cross_names, preset.cross_domain, strict=True)]
+
+    def path(results, name: str) -> str:
+        return results[name + at]["path"]
+
+    jobs.append(Job("leakage" + at, "leakage", ("data:downstream" + at, "data:in_domain" + at), lambda results: {
+        "held_out": [(path(results, "data:downstream"), ["valid", "test"])],
+        "seen": [(path(results, "data:downstream"), ["train"]), (path(results, "data:in_domain"),
+                                                                  ["train", "valid", "test"])],
+        "n_frames": clip_frames(preset), "dt_stride": preset.dt_stride}))
+    checked = ("leakage" + at,)  # no model trains on data that failed the check
 
     common = {
-        "seed": preset.seed,
+        "seed": preset.seed + seed,
+        "dt_stride": preset.dt_stride,
         "lr_scheduler_type": preset.lr_scheduler_type,
         "warmup_steps": preset.warmup_steps,
         "max_eval_samples": preset.max_eval_samples,
@@ -188,91 +230,89 @@ def build_jobs(preset: ExperimentPreset, out: Path, cache_dir: Path, device: str
                                                       preset.spatial_compression}),
                       "temporal_compressions": sorted({*preset.pretrain_temporal_compressions,
                                                        preset.temporal_compression})}
+    # The same-data tokeniser trains on the downstream train split only: two-stage training without more data.
+    tokeniser_data = {"in_domain": ["data:in_domain"], "cross_domain": cross_names, "same_data": ["data:downstream"]}
 
-    def tokeniser_job(name: str, data_deps: list[str]) -> Job:
+    def tokeniser_job(key: str) -> Job:
         # A downstream field no pretraining system has (shear_flow's tracer, for the cross-domain tokeniser) is
         # added to the vocabulary by the dynamics stage, and trained there even when the tokeniser is frozen.
         def build(results):
-            return {**common, "stage": "tokeniser", "data": [results[d]["path"] for d in data_deps],
-                    "output_dir": str(runs / name), "max_steps": preset.tokeniser_steps,
+            return {**common, "stage": "tokeniser", "data": [path(results, d) for d in tokeniser_data[key]],
+                    "output_dir": str(runs / f"tokeniser_{key}"), "max_steps": preset.tokeniser_steps,
                     "eval_steps": preset.tokeniser_steps, "learning_rate": preset.tokeniser_learning_rate,
                     "per_device_train_batch_size": preset.tokeniser_batch_size,
                     "per_device_eval_batch_size": preset.tokeniser_batch_size,
+                    "n_steps_input": clip_frames(preset),  # the clips the dynamics model encodes and decodes
                     "spatial_compression": list(preset.pretrain_spatial_compressions),
                     "temporal_compression": list(preset.pretrain_temporal_compressions),
                     "model_config": {k: v for k, v in tokeniser_arch.items()
                                      if k not in ("spatial_compressions", "temporal_compressions")}}
 
-        return Job(f"tokeniser:{name}", "train", tuple(data_deps), build)
+        return Job(f"tokeniser:{key}{at}", "train", (*[d + at for d in tokeniser_data[key]], *checked), build)
 
-    def dynamics_kwargs(results, name: str, learning_rate: float, max_steps: int, tokeniser: str,
-                        freeze: bool) -> dict[str, Any]:
+    def dynamics_kwargs(results, run_name: str, configuration: str, learning_rate: float,
+                        max_steps: int) -> dict[str, Any]:
         model_config = dict(preset.dynamics_config)
-        if tokeniser == "scratch":
+        key = TOKENISERS.get(configuration)
+        if key is None:
             model_config["tokeniser_config"] = tokeniser_arch  # the pretrained ones' architecture exactly
-        return {**common, "stage": "dynamics", "data": [results["data:downstream"]["path"]],
-                "output_dir": str(runs / name), "max_steps": max_steps, "eval_steps": preset.eval_steps,
+        return {**common, "stage": "dynamics", "data": [path(results, "data:downstream")],
+                "output_dir": str(runs / run_name), "max_steps": max_steps, "eval_steps": preset.eval_steps,
                 "learning_rate": learning_rate, "per_device_train_batch_size": preset.batch_size,
-                "per_device_eval_batch_size": preset.batch_size,
+                "per_device_eval_batch_size": preset.batch_size, "eval_test_split": True,
                 "spatial_compression": preset.spatial_compression,
                 "temporal_compression": preset.temporal_compression,
-                "tokeniser": tokeniser, "freeze_tokeniser": freeze, "model_config": model_config,
+                "tokeniser": "scratch" if key is None else results[f"tokeniser:{key}{at}"]["model_dir"],
+                "freeze_tokeniser": configuration.endswith("_frozen"), "model_config": model_config,
                 "rollout_horizons": list(preset.rollout_horizons),
                 "max_rollout_samples": preset.max_rollout_samples}
 
-    def sweep_job(lr: float) -> Job:
-        return Job(_lr_name(lr), "train", ("data:downstream",),
-                   lambda results: dynamics_kwargs(results, _lr_name(lr), lr, preset.max_steps, "scratch", False),
-                   info={"learning_rate": lr})
+    def dynamics_deps(configuration: str) -> tuple[str, ...]:
+        key = TOKENISERS.get(configuration)
+        return ("data:downstream" + at, *checked, *([f"tokeniser:{key}{at}"] if key else []))
 
-    def pretrained_job(name: str, tokeniser: str, freeze: bool) -> Job:
-        def build(results):
-            return dynamics_kwargs(results, name, preset.learning_rate, preset.max_steps,
-                                   results[tokeniser]["model_dir"], freeze)
+    swept = swept_configurations(preset)
+    for configuration in swept:
+        if seed == 0:
+            for lr in preset.learning_rates:
+                name = sweep_name(configuration, lr)
+                jobs.append(Job(name, "train", dynamics_deps(configuration),
+                                lambda results, c=configuration, lr=lr, name=name:
+                                dynamics_kwargs(results, name.removesuffix(at), c, lr, preset.max_steps)))
+        else:
+            sweep = tuple(sweep_name(configuration, lr) for lr in preset.learning_rates)
+            jobs.append(Job(configuration + at, "train", (*dynamics_deps(configuration), *sweep),
+                            lambda results, c=configuration: dynamics_kwargs(
+                                results, c, c, best_learning_rate(preset, results, c), preset.max_steps)))
 
-        return Job(name, "train", ("data:downstream", tokeniser), build)
-
-    sweep = [_lr_name(lr) for lr in preset.scratch_learning_rates]
-
-    def matched_build(results):
-        lr = best_learning_rate(preset, results)
-        flops_per_step = results[_lr_name(lr)]["compute"]["flops_per_step"]
-        pretraining = results["tokeniser:in_domain"]["compute"]["total_flops"]
-        extra = math.ceil(pretraining / flops_per_step) if flops_per_step > 0 else preset.tokeniser_steps
-        return dynamics_kwargs(results, "scratch_compute_matched", lr, preset.max_steps + extra, "scratch", False)
-
-    def persistence_build(results):
-        return {"data_dir": results["data:downstream"]["path"],
-                "n_steps_input": preset.dynamics_config.get("n_steps_input", 4),
-                "horizons": list(preset.rollout_horizons), "max_samples": preset.max_eval_samples,
-                "max_rollout_samples": preset.max_rollout_samples}
-
-    wanted = set(preset.configurations)
-    jobs.append(Job("reference:persistence", "reference", ("data:downstream",), persistence_build))
-    jobs.append(tokeniser_job("in_domain", ["data:in_domain"]))
-    jobs += [sweep_job(lr) for lr in preset.scratch_learning_rates]
     if "scratch_compute_matched" in wanted:
-        jobs.append(Job("scratch_compute_matched", "train", ("tokeniser:in_domain", *sweep), matched_build))
-    if wanted & {"cross_domain_frozen", "cross_domain_finetuned"}:
-        jobs.append(tokeniser_job("cross_domain", cross_names))
-    for name, tokeniser, freeze in (("in_domain_frozen", "tokeniser:in_domain", True),
-                                    ("in_domain_finetuned", "tokeniser:in_domain", False),
-                                    ("cross_domain_frozen", "tokeniser:cross_domain", True),
-                                    ("cross_domain_finetuned", "tokeniser:cross_domain", False)):
-        if name in wanted:
-            jobs.append(pretrained_job(name, tokeniser, freeze))
-    needed = {dep for job in jobs for dep in job.deps}
-    for key in ("in_domain", "cross_domain"):
-        if f"tokeniser:{key}" in {job.name for job in jobs}:
-            jobs.append(Job(f"reconstruction:{key}", "reconstruction", (f"tokeniser:{key}", "data:downstream"),
-                            lambda results, key=key: {
-                                "model_dir": results[f"tokeniser:{key}"]["model_dir"],
-                                "data_dir": results["data:downstream"]["path"],
-                                "spatial_compression": preset.spatial_compression,
-                                "temporal_compression": preset.temporal_compression,
-                                "max_samples": preset.max_eval_samples}))
-    if not wanted & {"cross_domain_frozen", "cross_domain_finetuned"}:
-        jobs = [job for job in jobs if job.name not in cross_names or job.name in needed]
+        scratch_sweep = tuple(sweep_name("scratch", lr) for lr in preset.learning_rates)
+
+        def matched_build(results):
+            lr = best_learning_rate(preset, results, "scratch")
+            flops_per_step = results[sweep_name("scratch", lr)]["compute"]["flops_per_step"]
+            pretraining = results["tokeniser:in_domain" + at]["compute"]["total_flops"]
+            extra = math.ceil(pretraining / flops_per_step) if flops_per_step > 0 else preset.tokeniser_steps
+            return dynamics_kwargs(results, "scratch_compute_matched", "scratch_compute_matched", lr,
+                                   preset.max_steps + extra)
+
+        jobs.append(Job("scratch_compute_matched" + at, "train",
+                        (*dynamics_deps("scratch"), "tokeniser:in_domain" + at, *scratch_sweep), matched_build))
+
+    for forecaster in ("persistence", "linear_extrapolation"):
+        jobs.append(Job(f"reference:{forecaster}{at}", "reference", ("data:downstream" + at,), lambda results, f=forecaster: {
+            "data_dir": path(results, "data:downstream"), "n_steps_input": preset.n_steps_input,
+            "horizons": list(preset.rollout_horizons), "max_samples": preset.max_eval_samples,
+            "max_rollout_samples": preset.max_rollout_samples, "dt_stride": preset.dt_stride, "forecaster": f}))
+    for key in sorted(tokenisers):
+        jobs.append(tokeniser_job(key))
+        jobs.append(Job(f"reconstruction:{key}{at}", "reconstruction", (f"tokeniser:{key}{at}", "data:downstream" + at),
+                        lambda results, key=key: {
+                            "model_dir": results[f"tokeniser:{key}{at}"]["model_dir"],
+                            "data_dir": path(results, "data:downstream"),
+                            "spatial_compression": preset.spatial_compression,
+                            "temporal_compression": preset.temporal_compression,
+                            "dt_stride": preset.dt_stride, "max_samples": preset.max_eval_samples}))
     return jobs
 
 
@@ -358,12 +398,19 @@ def run_jobs(jobs: list[Job], workers: int, threads: int | None, progress: bool 
 
 def run_grid(preset: ExperimentPreset, out: Path, cache_dir: Path, device: str,
              progress: bool = True) -> dict[str, Any]:
-    """Build and run every job of ``preset``; returns the job summaries plus ``scratch`` (the best sweep run)."""
+    """Build and run every job of ``preset``; returns the job summaries, plus ``<configuration>@0`` for seed 0 (the
+    sweep run at the chosen learning rate), ``learning_rates`` (configuration -> chosen rate) and ``reused_runs``
+    (training jobs an earlier invocation had finished)."""
     jobs = build_jobs(preset, out, cache_dir, device, progress)
     results = run_jobs(jobs, preset.workers, preset.threads_per_worker, progress)
-    lr = best_learning_rate(preset, results)
-    results["scratch"] = {**results[_lr_name(lr)], "learning_rate": lr}
+    results["reused_runs"] = sorted(name for name, summary in results.items() if summary.get("reused"))
+    chosen = {name: best_learning_rate(preset, results, name) for name in swept_configurations(preset)}
+    for name, lr in chosen.items():
+        results[f"{name}@0"] = results[sweep_name(name, lr)]
+    if "scratch_compute_matched" in preset.configurations:
+        chosen["scratch_compute_matched"] = chosen["scratch"]
+    results["learning_rates"] = chosen
     return results
 
 
-__all__ = ["CONFIGURATIONS", "Job", "best_learning_rate", "build_jobs", "execute", "run_grid", "run_jobs"]
+__all__ = ["CONFIGURATIONS", "Job", "best_learning_rate", "build_jobs", "execute", "run_grid", "run_jobs", "sweep_name"]
