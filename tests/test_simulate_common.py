@@ -11,7 +11,7 @@ from physfm.simulate import SYSTEMS, generate, split_counts
 from physfm.simulate.base import check_resolution, grid_coordinates, parse_resolution
 from physfm.simulate.cli import main
 
-SMALL = {"shear_flow": (16, 32), "gray_scott_reaction_diffusion": (16, 16)}
+SMALL = {"shear_flow": (16, 32), "gray_scott_reaction_diffusion": (16, 16), "navier_stokes_3d": (8, 8, 8)}
 
 
 def _read_split(path, split):

@@ -3,7 +3,7 @@
 >>> from physfm.simulate import SYSTEMS, generate
 >>> sorted(SYSTEMS)  # doctest: +SKIP
 ['acoustic_wave', 'euler_multi_quadrants', 'euler_multi_quadrants_openBC',
- 'gray_scott_reaction_diffusion', 'shear_flow']
+ 'gray_scott_reaction_diffusion', 'navier_stokes_3d', 'shear_flow']
 >>> generate("shear_flow", "data/shear_flow", n_trajectories=10, resolution=(64, 128), n_steps=50)  # doctest: +SKIP
 
 Every system lives in its own module and exposes a :class:`~physfm.simulate.base.SystemSpec`
@@ -49,7 +49,7 @@ __all__ = [
 # stays importable as ``physfm.simulate.shear_flow`` through ``sys.modules``).
 shear_flow = simulate_shear_flow
 
-_SYSTEM_MODULES = ("shear_flow", "gray_scott", "euler_multi_quadrants", "acoustic_wave")
+_SYSTEM_MODULES = ("shear_flow", "gray_scott", "euler_multi_quadrants", "acoustic_wave", "navier_stokes_3d")
 
 
 def _collect_systems() -> dict[str, SystemSpec]:

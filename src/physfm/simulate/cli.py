@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--n-trajectories", type=int, default=8, help="trajectories over all splits (default 8)"
         )
-        p.add_argument("--resolution", default=None, help=f"grid points per axis as HxW (default {res})")
+        p.add_argument("--resolution", default=None, help=f"grid points per axis joined by x, e.g. {res} (the default)")
         p.add_argument(
             "--n-steps",
             type=int,
