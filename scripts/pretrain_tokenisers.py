@@ -5,7 +5,8 @@ For each system this script
 1. simulates a Well-format dataset with ``physfm.simulate`` (or takes the one under ``--data-root``);
 2. trains stage 1 (tokeniser autoencoding, a compression ratio sampled per batch);
 3. evaluates reconstruction VRMSE at every compression ratio on the valid split;
-4. renders the model card from ``model_cards/`` into the checkpoint (and into ``--cards-dir``);
+4. renders the model card (with the system's text from ``physfm/card_templates/systems.yaml``) into
+   the checkpoint (and into ``--cards-dir``);
 5. saves the checkpoint and, with ``--push --hub-org ORG``, pushes it to ``ORG/tokeniser-<system>``.
 
 It ends with a summary table. The defaults are a CPU-sized run (minutes); raise ``--resolution``,

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
@@ -98,23 +99,21 @@ def test_model_card_metadata_and_every_template_renders():
     results = {(r.dataset_config, r.dataset_split, r.metric_type): r.metric_value for r in data.eval_results}
     assert results == {("spatial2-temporal1", "valid", "vrmse"): 0.125, ("spatial4-temporal2", "valid", "vrmse"): 0.25}
     text = str(card)
-    assert "# tokeniser-shear-flow" in text and "Kelvin" in text  # the shear-flow template, titled
+    assert "# tokeniser-shear-flow" in text and "Kelvin" in text  # titled, with shear flow's description
     assert "| 4 | 2 | 0.2500 |" in text and f'AutoModel.from_pretrained("{REPO}"' in text
     assert "{{" not in text and "{%" not in text
 
-    # Every template in model_cards/ renders to a card whose metadata parses.
-    templates = sorted(hub.MODEL_CARDS_DIR.glob("*.md"))
-    names = {p.stem for p in templates}
-    assert {"tokeniser-shear-flow", "tokeniser-gray-scott", "tokeniser-euler-multi-quadrants",
-            "tokeniser-acoustic-wave", "tokeniser-multi", "dynamics"} <= names
+    # Every shipped template renders to a card whose metadata parses.
+    templates = sorted(p.name[:-3] for p in hub.CARD_TEMPLATES.iterdir() if p.name.endswith(".md"))
+    assert templates == ["dynamics", "tokeniser"]
     dynamics_config = {"model_type": "physfm_dynamics", "tokeniser_config": model.config.to_dict(),
                        "spatial_compression": 2, "temporal_compression": 1, "n_steps_input": 3,
                        "tokeniser_name_or_path": REPO, "freeze_tokeniser": True}
-    for path in templates:
-        config = dynamics_config if path.stem == "dynamics" else model.config
-        rendered = str(hub.render_model_card(config, f"physfm/{path.stem}", physical_system="x", eval_results=rows,
-                                             template=path))
-        assert "{{" not in rendered and ModelCard(rendered).data.library_name == "physfm", path.name
+    for name in templates:
+        config = dynamics_config if name == "dynamics" else model.config
+        rendered = str(hub.render_model_card(config, f"physfm/{name}", physical_system="x", eval_results=rows,
+                                             template=name))
+        assert "{{" not in rendered and ModelCard(rendered).data.library_name == "physfm", name
     dyn = ModelCard(str(hub.render_model_card(dynamics_config, "me/dyn", physical_system="shear_flow")))
     assert dyn.data.base_model == REPO and "physfm-dynamics" in dyn.data.tags and "kept frozen" in dyn.text
 
@@ -128,6 +127,42 @@ def test_model_card_metadata_and_every_template_renders():
         hub.render_model_card(model, REPO, eval_results=[{"spatial_compression": 2, "temporal_compression": 1}])
     with pytest.raises(ValueError, match="model_type"):
         hub.render_model_card({"model_type": "bert"}, REPO)
+
+
+def test_each_system_gets_its_own_text_from_one_tokeniser_template(tmp_path):
+    config = tiny_tokeniser(0).config
+    descriptions = yaml.safe_load((hub.CARD_TEMPLATES / "systems.yaml").read_text(encoding="utf-8"))
+    assert {"shear_flow", "gray_scott_reaction_diffusion", "euler_multi_quadrants", "acoustic_wave", "multi"} <= set(
+        descriptions)
+    for system, described in descriptions.items():
+        text = ModelCard(str(hub.render_model_card(config, "me/tok", physical_system=system))).text
+        for value in described.values():
+            assert " ".join(value.split()) in " ".join(text.split()), (system, value)
+        assert "{{" not in text and "{%" not in text and "trained on `" not in text, system
+    generic = str(hub.render_model_card(config, "me/tok", physical_system="my_system"))
+    assert "A **physfm tokeniser trained on `my_system`**" in generic and "## The system" not in generic
+
+    # A template of the user's own, by path, sees the same variables.
+    mine = tmp_path / "mine.md"
+    mine.write_text("---\n{{ card_data }}\n---\n\n# {{ model_name }}: {{ system.name }}, {{ fields_list }}\n")
+    card = hub.render_model_card(config, "me/tok", physical_system="shear_flow", template=mine)
+    assert "# tok: shear flow, `tracer`" in str(card) and card.data.physical_system == "shear_flow"
+
+    # A template that is not there is an error naming it and where physfm looked, never a stand-in card.
+    with pytest.raises(FileNotFoundError, match=r"template: 'tokeniser-shear-flow' is not a physfm card template "
+                       r"\(looked in .*card_templates, which has \['dynamics', 'tokeniser'\]\)"):
+        hub.render_model_card(config, "me/tok", template="tokeniser-shear-flow")
+    with pytest.raises(FileNotFoundError, match=r"template: '.*nope.md' not found at /"):
+        hub.render_model_card(config, "me/tok", template=tmp_path / "nope.md")
+
+
+def test_cli_push_with_a_missing_template_fails_before_uploading(tmp_path, capsys):
+    from physfm.cli import main
+
+    tiny_tokeniser(0).config.save_pretrained(tmp_path / "ckpt")  # a checkpoint's config is all a card needs
+    assert main(["hub", "push", str(tmp_path / "ckpt"), "--repo-id", "me/tok", "--template", "nope"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("physfm hub: error: template: 'nope' is not a physfm card template") and err.count("\n") == 1
 
 
 # ------------------------------------------------------------------------------------------------

@@ -21,10 +21,6 @@ COMMANDS = {
 }
 
 
-class UserError(Exception):
-    """An error the user caused; the CLI prints its message without a traceback."""
-
-
 def _usage() -> str:
     width = max(map(len, COMMANDS))
     lines = ["usage: physfm COMMAND [ARGS...]", "", "commands:"]
@@ -45,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(COMMANDS[command][0])
     try:
         return int(module.main(rest) or 0)
-    except (UserError, ValueError, OSError) as error:  # OSError: FileNotFoundError, PermissionError, ...
+    except (ValueError, OSError) as error:  # how physfm reports user errors (OSError: FileNotFoundError, ...)
         print(f"physfm {command}: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as error:  # Ctrl-C: say what was kept, not where Python was

@@ -4,7 +4,9 @@
 ``save_pretrained``) together with a model card whose metadata says what the checkpoint can do:
 the physical system it was trained on, its field vocabulary, the compression ratios it serves and
 its reconstruction VRMSE on the valid split at each ratio (the card's ``model-index``). Cards are
-rendered from the Jinja templates in ``model_cards/`` with ``huggingface_hub.ModelCard``.
+rendered with ``huggingface_hub.ModelCard`` from the Jinja templates that ship inside the package
+(``physfm/card_templates/``: one per model kind, plus what a tokeniser card says about each physical
+system in ``systems.yaml``).
 
 ``pull`` downloads a checkpoint; ``load_pretrained`` loads one. Both turn the Hub's failure modes
 (missing repo, missing revision, no connection, offline mode without a cached copy) into one
@@ -22,9 +24,11 @@ import math
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .checkpoints import HubConnectionError, HubError, _endpoint, hub_errors, load_pretrained  # noqa: F401 - re-exported
@@ -32,9 +36,9 @@ from .checkpoints import HubConnectionError, HubError, _endpoint, hub_errors, lo
 LIBRARY_NAME = "physfm"
 DEFAULT_LICENSE = "apache-2.0"
 PAPER_ARXIV = "2603.05598"
-# The templates ship with the source tree (not with a wheel); without them the card falls back to
-# huggingface_hub's default template with physfm's sections filled in.
-MODEL_CARDS_DIR = Path(__file__).resolve().parents[2] / "model_cards"
+# Package data, declared in pyproject.toml so that a wheel carries it; read through importlib.resources
+# so that an install that is not a plain folder (a zip) finds it too.
+CARD_TEMPLATES = resources.files(__package__) / "card_templates"
 # What a checkpoint folder may hold that belongs on the Hub. Training state (optimizer, RNG, accelerate
 # folders) stays local, and pickles are never uploaded: checkpoints are safetensors only.
 UPLOAD_PATTERNS = ["*.json", "*.safetensors", "*.py", "*.md", "*.yaml", "*.png"]
@@ -175,21 +179,28 @@ def _training(training: Mapping[str, Any] | None) -> str:
     return "\n".join(f"- **{key.replace('_', ' ')}:** {value}" for key, value in training.items())
 
 
-def _template_path(template: str | os.PathLike | None, repo_id: str, kind: str) -> Path | None:
-    """An explicit template path or name, else ``model_cards/<repo name>.md``, else the generic one for the kind."""
-    if template is not None:
-        path = Path(template)
-        if not path.suffix:
-            path = MODEL_CARDS_DIR / f"{template}.md"
+def _template_source(template: str | os.PathLike | None, kind: str) -> str:
+    """The Jinja source of a card: the user's file, a template physfm ships (by name), or the one for the kind."""
+    path = Path(template) if template is not None else None
+    if path is not None and (path.suffix or len(path.parts) > 1):
         if not path.is_file():
-            available = sorted(p.stem for p in MODEL_CARDS_DIR.glob("*.md")) if MODEL_CARDS_DIR.is_dir() else []
-            raise FileNotFoundError(f"template: {str(template)!r} not found; expected a .md file or one of {available}.")
-        return path
-    for name in (repo_id.split("/")[-1], kind):
-        path = MODEL_CARDS_DIR / f"{name}.md"
-        if path.is_file():
-            return path
-    return None
+            raise FileNotFoundError(f"template: {str(template)!r} not found at {path.resolve()}; "
+                                    "expected a Jinja markdown file or the name of a physfm card template.")
+        return path.read_text(encoding="utf-8")
+    name = str(template) if template is not None else kind
+    shipped = CARD_TEMPLATES / f"{name}.md"
+    if not shipped.is_file():  # a wrong name, or (for the kind's own template) an install that lost its package data
+        available = sorted(p.name[:-3] for p in CARD_TEMPLATES.iterdir() if p.name.endswith(".md")) \
+            if CARD_TEMPLATES.is_dir() else []
+        raise FileNotFoundError(f"template: {name!r} is not a physfm card template (looked in {CARD_TEMPLATES}, "
+                                f"which has {available}); pass one of those names or a path to a .md file.")
+    return shipped.read_text(encoding="utf-8")
+
+
+def system_description(physical_system: str | None) -> dict[str, str]:
+    """What a tokeniser card says about a physical system (``card_templates/systems.yaml``); empty if unknown."""
+    descriptions = yaml.safe_load((CARD_TEMPLATES / "systems.yaml").read_text(encoding="utf-8"))
+    return dict(descriptions.get(physical_system) or {})
 
 
 def render_model_card(
@@ -212,7 +223,7 @@ def render_model_card(
 
     Args:
         model_or_config: A physfm model, its config, a checkpoint folder or a config dict.
-        repo_id: Where the card will live (used in the usage snippet and to pick the template).
+        repo_id: Where the card will live (its title, and the id in the usage snippet).
         physical_system: The system the checkpoint was trained on, e.g. ``"shear_flow"`` or ``"multi"``.
         eval_results: Rows with ``spatial_compression``, ``temporal_compression``, ``vrmse`` and optionally
             ``spectral_nmse_{low,mid,high}`` and ``dataset``, e.g. from
@@ -223,11 +234,14 @@ def render_model_card(
         datasets: Hub dataset ids for the ``datasets`` metadata field.
         license, tags, base_model: Card metadata; ``physfm`` and the model kind are always tagged.
         training: Free-form training facts (steps, data, hardware...) listed in the card.
-        template: A template name in ``model_cards/`` or a path. Defaults to ``model_cards/<repo name>.md``,
-            then ``model_cards/<kind>.md``.
+        template: A path to a Jinja card template, or the name of one physfm ships (``"tokeniser"``,
+            ``"dynamics"``). Defaults to the template for the model's kind. Templates see the sections
+            below, the card metadata, and ``system``: what :func:`system_description` knows about
+            ``physical_system`` (the tokeniser template uses it for its system-specific text).
         template_kwargs: Extra variables for the template.
     """
     facts = checkpoint_facts(model_or_config)
+    source = _template_source(template, facts["kind"])
     rows = [_as_row(r) for r in eval_results]
     system = physical_system or "unspecified"
     dataset_name = dataset_name or system
@@ -282,13 +296,10 @@ def render_model_card(
             f"{axis}: {'periodic' if p else 'open'}" for axis, p in zip("xyz", facts["periodic"], strict=False)
         ),
         "facts": facts,
+        "system": system_description(physical_system),
     }
     sections.update(template_kwargs)
-    path = _template_path(template, repo_id, facts["kind"])
-    if path is None:  # installed without the source tree: the default Hub template with our sections
-        description = "\n\n".join([f"A physfm {facts['kind']} for `{system}`.", sections["usage"], sections["evaluation"]])
-        return ModelCard.from_template(card_data, model_description=description)
-    return ModelCard.from_template(card_data, template_path=str(path), **sections)
+    return ModelCard.from_template(card_data, template_str=source, **sections)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -437,7 +448,8 @@ def _parser() -> argparse.ArgumentParser:
     push.add_argument("--data", help="Well-format dataset: evaluate reconstruction on its valid split for the card")
     push.add_argument("--eval-samples", type=int, default=16, help="windows evaluated with --data (default 16)")
     push.add_argument("--license", default=DEFAULT_LICENSE)
-    push.add_argument("--template", help="card template name in model_cards/ or a path")
+    push.add_argument("--template", help="path to a Jinja card template, or a physfm template name "
+                      "(tokeniser, dynamics); default: the one for the checkpoint's kind")
 
     pull_ = sub.add_parser("pull", help="download a checkpoint")
     pull_.add_argument("repo_id")
