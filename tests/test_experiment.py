@@ -198,11 +198,11 @@ def test_leakage_distance_is_vrmse_over_the_clip():
     assert report["min_vrmse"] == pytest.approx(0.0, abs=1e-6) and report["closest"]["nearest_seen"] == "seen#1"
     with pytest.raises(LeakageError, match="held#0 is a near-copy of seen#1"):
         check_leakage(report)
-    # Physical units or normalised ones: the distance ignores each field's scale and offset.
+    # Physical units or normalised ones: the distance ignores each field's scale and offset (up to VRMSE's 1e-7).
     scale, shift = torch.tensor([3.0, 0.1]), torch.tensor([10.0, -2.0])
     far = measure_leakage(held_out, [Clip("seen#0", other)])["min_vrmse"]
     scaled = measure_leakage([Clip("held#0", target * scale + shift)], [Clip("seen#0", other * scale + shift)])
-    assert scaled["min_vrmse"] == pytest.approx(far, rel=1e-6) and far > LEAKAGE_THRESHOLD
+    assert scaled["min_vrmse"] == pytest.approx(far, rel=1e-4) and far > LEAKAGE_THRESHOLD
     with pytest.raises(ValueError, match="cannot be compared"):
         measure_leakage(held_out, [Clip("seen#2", target[:2])])
 
