@@ -213,6 +213,8 @@ def test_another_downstream_system_runs_the_same_protocol(tmp_path):
     assert preset.downstream.resolution == (16, 16) and preset.downstream.params == {}
     assert {spec.system for spec in preset.cross_domain} == {"shear_flow", "gray_scott_reaction_diffusion",
                                                             "acoustic_wave"}
+    shear = next(spec for spec in preset.cross_domain if spec.system == "shear_flow")
+    assert shear.params == MICRO.downstream.params and shear.resolution == (16, 32)  # its resolved width moves too
     assert get_preset("micro", system="shear_flow") == MICRO
     assert main(["--preset", "micro", "--system", "euler_multi_quadrants", "--out", str(tmp_path / "run"),
                  "--cache_dir", str(tmp_path / "cache"), "--quiet", "--n_seeds", "1",

@@ -43,7 +43,7 @@ def run_experiment(preset: str | ExperimentPreset = "tiny", out: str | os.PathLi
     Args:
         preset: a name of :data:`PRESETS` (``micro``, ``tiny``, ``small``, ``paper``) or an
             :class:`ExperimentPreset`.
-        out: output directory: ``results.json``, ``results.md``, the PNG figures, and ``runs/<name>/`` per
+        out: output directory: ``results.json``, ``results.md``, the PNG figures, and ``runs/seed<k>/<name>/`` per
             training run (checkpoints, model, metrics, learning curve).
         cache_dir: where simulated datasets are kept between experiments (default
             :func:`~physfm.experiment.data.default_cache_dir`).

@@ -159,17 +159,19 @@ class ExperimentPreset:
         """The same experiment with ``system`` downstream and the other simulated systems as cross-domain data.
 
         Grids keep the preset's shorter side (isotropic spacing on each domain); trajectory counts, lengths,
-        splits and seeds stay as they are.
+        splits and seeds stay as they are, and so do the fixed parameters of every system the preset already
+        simulates (shear_flow's resolved layer width moves with it from downstream to cross-domain).
         """
         if system not in SYSTEMS:
             raise ValueError(f"--system: got {system!r}, expected one of {', '.join(SYSTEMS)}")
         if system == self.system:
             return self
         side = min(self.downstream.resolution)
+        fixed = {spec.system: spec.params for spec in (*self.cross_domain, self.downstream)}
 
         def retarget(spec: DataSpec, name: str) -> DataSpec:
             return dataclasses.replace(spec, system=name, resolution=grid(name, side),
-                                       params=dict(SYSTEM_PARAMS.get(name, {})))
+                                       params=dict(fixed.get(name, SYSTEM_PARAMS.get(name, {}))))
 
         template = self.cross_domain[0]
         others = [name for name in SYSTEMS if name != system]
