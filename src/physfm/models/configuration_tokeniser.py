@@ -7,6 +7,7 @@ import math
 
 from transformers import PreTrainedConfig
 
+
 def default_field_names(n_spatial_dims: int) -> list[str]:
     """A tracer, the pressure and one velocity component per spatial axis, named as The Well flattens vectors."""
     return ["tracer", "pressure", *(f"velocity_{axis}" for axis in "xyz"[:n_spatial_dims])]

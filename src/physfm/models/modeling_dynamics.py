@@ -503,12 +503,13 @@ class PhysfmDynamicsModel(PhysfmDynamicsPreTrainedModel):
     ) -> None:
         """Raise a `ValueError` naming `name`, what it got and what is expected."""
         n_space = self.tokeniser.config.n_spatial_dims
-        layout = "[batch, time, " + ", ".join(f"space{i}" for i in range(n_space)) + ", n_fields]"
+        layout = f"[batch, time, {', '.join('xyz'[:n_space])}, n_fields]"
         if not isinstance(x, torch.Tensor):
             raise ValueError(f"{name}: got {type(x).__name__}; expected a torch.Tensor {layout}.")
         if x.ndim != n_space + 3:
             raise ValueError(
-                f"{name}: got shape {tuple(x.shape)} ({x.ndim} dims); expected {n_space + 3} dims {layout}."
+                f"{name}: got shape {tuple(x.shape)} ({x.ndim} dims); expected {n_space + 3} dims {layout} for "
+                f"this {n_space}-D model."
             )
         if x.shape[-1] != len(field_names):
             raise ValueError(
