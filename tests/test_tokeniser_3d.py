@@ -15,14 +15,6 @@ from physfm.models.layers import pad_space, spatial_conv, upsample, upsampling_c
 SHAPE = (8, 8, 16)  # x, y, z: small, anisotropic, a multiple of every ratio below
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def tiny_model(**overrides) -> PhysfmTokeniserModel:
     torch.manual_seed(0)
     kwargs = dict(n_spatial_dims=3, field_names=["u", "v", "w"], hidden_channels=4, latent_channels=4,
@@ -181,18 +173,25 @@ def test_default_vocabulary_has_three_velocity_components():
 
 
 # ------------------------------------------------------------------------------------------ memory / errors
-def test_activation_checkpointing_gives_same_gradients():
-    x = fields(3)
-    tok = tiny_model().train()
-    tok(x).loss.backward()
-    reference = {name: p.grad.clone() for name, p in tok.named_parameters() if p.grad is not None}
-    tok.zero_grad()
-    tok.activation_checkpointing_enable()
-    tok(x).loss.backward()
-    assert {name for name, p in tok.named_parameters() if p.grad is not None} == set(reference)
-    for name, p in tok.named_parameters():
+def assert_checkpointing_keeps_gradients(model: torch.nn.Module, loss) -> None:
+    """Activation checkpointing recomputes activations instead of storing them: ``loss(model)`` must give the same
+    parameters the same gradients with it as without."""
+    model.train()
+    loss(model).backward()
+    reference = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    model.activation_checkpointing_enable()
+    assert any(getattr(m, "gradient_checkpointing", False) for m in model.modules())
+    loss(model).backward()
+    assert {name for name, p in model.named_parameters() if p.grad is not None} == set(reference)
+    for name, p in model.named_parameters():
         if name in reference:
             torch.testing.assert_close(p.grad, reference[name], atol=1e-6, rtol=1e-5)
+
+
+def test_activation_checkpointing_gives_same_gradients():
+    x = fields(3)
+    assert_checkpointing_keeps_gradients(tiny_model(), lambda tok: tok(x).loss)
 
 
 @pytest.mark.parametrize(
