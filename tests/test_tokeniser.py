@@ -225,7 +225,7 @@ def test_bad_input_raises_value_error_naming_argument(call, pattern):
 @pytest.mark.parametrize(
     ("overrides", "pattern"),
     [
-        (dict(n_spatial_dims=3, periodic=[True] * 3), r"n_spatial_dims=3 is not supported yet"),
+        (dict(n_spatial_dims=4, periodic=[True] * 4), r"n_spatial_dims=4 must be 2 or 3"),
         (dict(spatial_compressions=[3, 4]), r"spatial_compressions=\[3, 4\].*powers of two"),
         (dict(default_spatial_compression=32), r"default_spatial_compression=32.*\[2, 4, 8, 16\]"),
         (dict(temporal_compressions=[1, 32]), r"largest temporal factor"),

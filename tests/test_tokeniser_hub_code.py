@@ -15,23 +15,29 @@ from transformers import AutoConfig, AutoModel
 import physfm  # noqa: F401  (registers the Auto classes)
 from physfm.models import PhysfmTokeniserConfig, PhysfmTokeniserModel
 
+# One 2-D and one 3-D checkpoint; the 3-D grid's last axis (6) is not a multiple of the ratio 4, so the remote
+# code's padding and cropping are exercised too.
+CHECKPOINTS = {2: dict(periodic=[True, False], shape=(2, 5, 16, 12, 2)),
+               3: dict(periodic=[True, False, True], shape=(1, 5, 8, 12, 6, 2))}
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
+
+@pytest.fixture(scope="module", params=sorted(CHECKPOINTS), ids=lambda d: f"{d}d")
+def checkpoint(request, tmp_path_factory):
     """A tiny tokeniser saved once, with an input and its outputs at a non-default ratio."""
     torch.manual_seed(0)
+    spec = CHECKPOINTS[request.param]
     config = PhysfmTokeniserConfig(
-        field_names=["u", "v", "p"], periodic=[True, False], hidden_channels=4, latent_channels=4,
-        spatial_compressions=[2, 4], temporal_compressions=[1, 2], default_spatial_compression=2,
+        field_names=["u", "v", "p"], n_spatial_dims=request.param, periodic=spec["periodic"], hidden_channels=4,
+        latent_channels=4, spatial_compressions=[2, 4], temporal_compressions=[1, 2], default_spatial_compression=2,
     )
     tok = PhysfmTokeniserModel(config).eval()
     # Non-trivial weights everywhere (zero-initialised kernels would hide a loading bug).
     with torch.no_grad():
         for p in tok.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    path = tmp_path_factory.mktemp("tok")
+    path = tmp_path_factory.mktemp(f"tok{request.param}d")
     tok.save_pretrained(path)
-    fields = torch.randn(2, 5, 16, 12, 2)
+    fields = torch.randn(*spec["shape"])
     kwargs = dict(spatial_compression=4, temporal_compression=2, field_names=["p", "u"])
     with torch.no_grad():
         out = tok(fields, **kwargs)
@@ -58,7 +64,8 @@ def test_round_trip_through_from_pretrained_and_auto_classes(checkpoint):
     for cls in (PhysfmTokeniserModel, AutoModel):
         loaded = cls.from_pretrained(path, dtype=torch.float32).eval()
         assert type(loaded) is PhysfmTokeniserModel
-        assert loaded.config.periodic == [True, False] and loaded.config.field_names == ["u", "v", "p"]
+        assert loaded.config.periodic == CHECKPOINTS[fields.ndim - 3]["periodic"]
+        assert loaded.config.field_names == ["u", "v", "p"]
         with torch.no_grad():
             again = loaded(fields, **kwargs)
         torch.testing.assert_close(again.reconstruction, out.reconstruction, atol=0, rtol=0)

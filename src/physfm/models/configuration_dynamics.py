@@ -36,9 +36,10 @@ class PhysfmDynamicsConfig(PreTrainedConfig):
             call passes no `field_names`. Defaults to the whole tokeniser vocabulary.
         periodic (`list[bool]`, *optional*):
             Periodicity per spatial axis used when a call passes none. Defaults to the tokeniser's.
-        patch_size (`int`, *optional*, defaults to 2):
-            Side of the square latent patches that become transformer tokens. Latent grids that are not a multiple
-            are zero-padded before patchifying and cropped back afterwards.
+        patch_size (`int` or `list[int]`, *optional*, defaults to 2):
+            Extent of the latent patches that become transformer tokens: an int for square (2-D) or cubic (3-D)
+            patches, or one int per spatial axis. Latent grids that are not a multiple are zero-padded before
+            patchifying and cropped back afterwards.
         hidden_size (`int`, *optional*, defaults to 64):
             Transformer width.
         num_hidden_layers (`int`, *optional*, defaults to 2):
@@ -84,7 +85,7 @@ class PhysfmDynamicsConfig(PreTrainedConfig):
     temporal_compression: int | None = None
     field_names: list[str] | None = None
     periodic: list[bool] | None = None
-    patch_size: int = 2
+    patch_size: int | list[int] = 2
     hidden_size: int = 64
     num_hidden_layers: int = 2
     num_attention_heads: int = 4
@@ -111,6 +112,8 @@ class PhysfmDynamicsConfig(PreTrainedConfig):
             self.field_names = list(self.field_names)
         if self.periodic is not None:
             self.periodic = [bool(p) for p in self.periodic]
+        if isinstance(self.patch_size, tuple):  # JSON gives lists: store lists so saved configs round-trip
+            self.patch_size = list(self.patch_size)
         self._validate()
 
     def _validate(self) -> None:
@@ -132,8 +135,14 @@ class PhysfmDynamicsConfig(PreTrainedConfig):
                 f"n_steps_input: got {n!r}; with temporal_compression={t} it must be 1 + k*{t} "
                 f"(e.g. {valid}) so that the tokeniser encodes it into whole latent frames."
             )
-        if self.patch_size < 1:
-            raise ValueError(f"patch_size: got {self.patch_size!r}; expected a positive integer.")
+        n_space = tok.n_spatial_dims
+        if len(self.patch_sizes) != n_space or not all(
+            isinstance(p, int) and not isinstance(p, bool) and p >= 1 for p in self.patch_sizes
+        ):
+            raise ValueError(
+                f"patch_size: got {self.patch_size!r}; expected a positive integer or {n_space} positive integers, "
+                "one per spatial axis."
+            )
         if (
             self.hidden_size < 1
             or self.num_attention_heads < 1
@@ -155,6 +164,13 @@ class PhysfmDynamicsConfig(PreTrainedConfig):
             raise ValueError(
                 f"periodic: got {self.periodic}; expected one bool per spatial axis ({tok.n_spatial_dims})."
             )
+
+    @property
+    def patch_sizes(self) -> tuple[int, ...]:
+        """Patch extent along each spatial axis."""
+        if isinstance(self.patch_size, list):
+            return tuple(self.patch_size)
+        return (self.patch_size,) * self.tokeniser_config.n_spatial_dims
 
     @property
     def n_latent_frames(self) -> int:

@@ -7,7 +7,10 @@ import math
 
 from transformers import PreTrainedConfig
 
-DEFAULT_FIELD_NAMES = ["tracer", "pressure", "velocity_x", "velocity_y"]
+
+def default_field_names(n_spatial_dims: int) -> list[str]:
+    """A tracer, the pressure and one velocity component per spatial axis, named as The Well flattens vectors."""
+    return ["tracer", "pressure", *(f"velocity_{axis}" for axis in "xyz"[:n_spatial_dims])]
 
 
 # Keys transformers itself writes into config.json or passes when loading; every other unknown key is a typo.
@@ -33,27 +36,28 @@ def _is_power_of_two(n: int) -> bool:
 
 class PhysfmTokeniserConfig(PreTrainedConfig):
     r"""
-    Configuration of [`PhysfmTokeniserModel`], a MAGVIT-style causal (2+1)-D convolutional autoencoder whose
-    compression ratio is chosen at run time.
+    Configuration of [`PhysfmTokeniserModel`], a MAGVIT-style causal (2+1)-D or (3+1)-D convolutional autoencoder
+    whose compression ratio is chosen at run time.
 
     The encoder is a pyramid of `n_levels = log2(max(spatial_compressions)) + 1` levels; level 0 runs at the input
     resolution and each transition to the next level halves space (and, for the first `log2(t)` transitions, time)
     with a fixed learned kernel whose stride is picked at run time. A ratio `(s, t)` runs the pyramid down to level
     `max(log2 s, log2 t)` only and leaves through that level's latent head; the decoder enters at the same level
     and mirrors it. So one set of weights serves every listed ratio, the upper levels are shared by all of them,
-    and no level runs at a resolution the ratio does not need. Convolutions are factorised: a `k x k` spatial
-    kernel per frame and a causal `k_t` kernel over time.
+    and no level runs at a resolution the ratio does not need. Convolutions are factorised: a `k^d` spatial
+    kernel per frame (`d = n_spatial_dims`; torch has no 4-D convolution) and a causal `k_t` kernel over time.
 
     Args:
         field_names (`list[str]`, *optional*, defaults to `["tracer", "pressure", "velocity_x", "velocity_y"]`):
-            The field vocabulary. Each name owns one row of the input projection and of the output head.
+            The field vocabulary. Each name owns one row of the input projection and of the output head. In 3-D the
+            default adds `"velocity_z"`.
         trained_field_names (`list[str]`, *optional*):
             The fields of the vocabulary whose rows have been trained; physfm's trainer records them. A tokeniser
             frozen inside [`PhysfmDynamicsModel`] still trains the rows of the other fields (a downstream field
             that pretraining never saw), like new token embeddings in a frozen language model. `None` counts
             every field as trained.
         n_spatial_dims (`int`, *optional*, defaults to 2):
-            Number of spatial axes. Only 2 is implemented; the layers already run 3-D kernels.
+            Number of spatial axes, 2 (`[batch, time, x, y, fields]`) or 3 (`[batch, time, x, y, z, fields]`).
         periodic (`list[bool]`, *optional*, defaults to all `True`):
             Default boundary per spatial axis: circular padding if `True`, replicate padding otherwise.
         spatial_compressions (`list[int]`, *optional*, defaults to `[2, 4, 8, 16]`):
@@ -112,7 +116,9 @@ class PhysfmTokeniserConfig(PreTrainedConfig):
     def __post_init__(self, **kwargs):
         check_config_keys(self, kwargs)
         # JSON gives lists, users may give tuples: normalise to lists so saved configs round-trip identically.
-        self.field_names = list(self.field_names) if self.field_names is not None else list(DEFAULT_FIELD_NAMES)
+        self.field_names = (
+            list(self.field_names) if self.field_names is not None else default_field_names(self.n_spatial_dims)
+        )
         if self.trained_field_names is not None:
             self.trained_field_names = list(self.trained_field_names)
         self.periodic = (
@@ -160,11 +166,8 @@ class PhysfmTokeniserConfig(PreTrainedConfig):
         return int(math.log2(max(self.spatial_compressions))) + 1
 
     def _check(self) -> None:
-        if self.n_spatial_dims != 2:
-            raise ValueError(
-                f"n_spatial_dims={self.n_spatial_dims!r} is not supported yet: the tokeniser implements 2 spatial "
-                "dimensions."
-            )
+        if self.n_spatial_dims not in (2, 3):
+            raise ValueError(f"n_spatial_dims={self.n_spatial_dims!r} must be 2 or 3 (spatial axes of the fields).")
         if len(self.periodic) != self.n_spatial_dims:
             raise ValueError(
                 f"periodic={self.periodic!r} must hold one bool per spatial axis ({self.n_spatial_dims})."

@@ -4,7 +4,7 @@ Tensors inside the tokeniser keep The Well's layout, ``[batch, time, *space, cha
 folds time into the batch and runs ``conv2d`` (``conv3d`` in 3-D space) on a channels-last view, which is
 oneDNN's fast path on CPUs and cuDNN's on GPUs; a temporal convolution is one matrix product over the stacked
 taps of past frames. Factorising space and time costs ``k^d + k_t`` instead of ``k^d * k_t`` per channel pair,
-and a single frame (``T = 1``) costs no more than a 2-D autoencoder.
+and a single frame (``T = 1``) costs no more than a purely spatial autoencoder.
 """
 
 from __future__ import annotations

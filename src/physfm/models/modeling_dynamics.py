@@ -1,16 +1,17 @@
 """physfm latent dynamics model: a space-time transformer over tokeniser latents.
 
-Pipeline of one step (tensors at the public boundary are channels-last, The Well's layout)::
+Pipeline of one step (tensors at the public boundary are channels-last, The Well's layout; ``*space`` is
+``H, W`` in 2-D and ``H, W, L`` in 3-D)::
 
-    input_fields [B, T_in, H, W, C]
-      -> tokeniser.encode                  latents [B, T', h, w, D],  T' = 1 + (T_in - 1) // t
-      -> patchify (p x p)                  tokens  [B, T', N, p*p*D]
+    input_fields [B, T_in, *space, C]
+      -> tokeniser.encode                  latents [B, T', *latent_space, D],  T' = 1 + (T_in - 1) // t
+      -> patchify (p per axis)             tokens  [B, T', N, prod(p) * D],  N = prod(latent_space / p)
       -> space-time transformer            (spatial attention within a frame, causal temporal attention
                                             per patch position)
-      -> head on the LAST frame            delta   [B, 1, h, w, D]
+      -> head on the LAST frame            delta   [B, 1, *latent_space, D]
       -> next latent = last latent + delta
       -> tokeniser.decode(context latents + next latent), keep the last t frames
-    prediction [B, t, H, W, C]             (normalised field space; loss = MSE against output_fields[:, :t])
+    prediction [B, t, *space, C]           (normalised field space; loss = MSE against output_fields[:, :t])
 
 Temporal compression ``t > 1``: the tokeniser turns ``1 + k*t`` frames into ``1 + k`` latent frames (the first
 latent holds frame 0 alone, every later latent holds ``t`` frames). A predicted latent frame therefore stands for
@@ -20,6 +21,7 @@ the next ``t`` field frames, so one step predicts ``t`` frames and ``n_steps_inp
 from __future__ import annotations
 
 import copy
+import math
 import os
 from dataclasses import dataclass
 
@@ -60,21 +62,19 @@ class PhysfmDynamicsOutput(ModelOutput):
     latents: torch.FloatTensor | None = None
 
 
-def sincos_embedding_2d(height: int, width: int, dim: int, device=None, dtype=None) -> torch.Tensor:
-    """Fixed 2-D sine-cosine position embedding `[height * width, dim]` (row-major).
+def sincos_embedding(grid: tuple[int, ...], dim: int, device=None, dtype=None) -> torch.Tensor:
+    """Fixed sine-cosine position embedding `[prod(grid), dim]` of a 2-D or 3-D token grid (row-major).
 
-    Half the channels encode the row, half the column. Being a function of the grid rather than a learned
-    table, it serves any latent grid size, so one model handles every resolution the tokeniser accepts.
+    Each axis gets an equal share of the channels (half sines, half cosines); channels left over when `dim` is not
+    a multiple of `2 * len(grid)` are zero. Being a function of the grid rather than a learned table, it serves
+    any latent grid size, so one model handles every resolution the tokeniser accepts.
     """
-    quarter = dim // 4
-    omega = 1.0 / (10000 ** (torch.arange(quarter, device=device, dtype=torch.float32) / max(quarter, 1)))
-    rows = torch.arange(height, device=device, dtype=torch.float32)[:, None] * omega  # [h, q]
-    cols = torch.arange(width, device=device, dtype=torch.float32)[:, None] * omega  # [w, q]
-    rows = torch.cat([rows.sin(), rows.cos()], dim=-1)[:, None, :].expand(height, width, 2 * quarter)
-    cols = torch.cat([cols.sin(), cols.cos()], dim=-1)[None, :, :].expand(height, width, 2 * quarter)
-    emb = torch.cat([rows, cols], dim=-1).reshape(height * width, 4 * quarter)
-    emb = F.pad(emb, (0, dim - 4 * quarter))  # dims not divisible by 4 get zero channels
-    return emb.to(dtype=dtype)
+    share = dim // (2 * len(grid))
+    omega = 1.0 / (10000 ** (torch.arange(share, device=device, dtype=torch.float32) / max(share, 1)))
+    coords = torch.meshgrid(*(torch.arange(n, device=device, dtype=torch.float32) for n in grid), indexing="ij")
+    angles = [c.reshape(-1, 1) * omega for c in coords]  # [N, share] per axis
+    emb = torch.cat([part for a in angles for part in (a.sin(), a.cos())], dim=-1)
+    return F.pad(emb, (0, dim - emb.shape[-1])).to(dtype=dtype)
 
 
 class PhysfmDynamicsAttention(nn.Module):
@@ -135,37 +135,42 @@ class PhysfmDynamicsBlock(GradientCheckpointingLayer):
 
 
 class PhysfmDynamicsTransformer(nn.Module):
-    """The processor: latent frames `[B, T', h, w, D]` -> per-frame deltas `[B, T', h, w, D]`.
+    """The processor: latent frames `[B, T', *latent_space, D]` -> per-frame deltas of the same shape.
 
     Output frame `i` is the predicted change from latent `i` to latent `i + 1`, computed from latents `<= i` only.
     """
 
     def __init__(self, config: PhysfmDynamicsConfig):
         super().__init__()
-        self.patch_size = config.patch_size
+        self.patch_size = config.patch_sizes
         latent_channels = config.tokeniser_config.latent_channels
-        patch_dim = config.patch_size**2 * latent_channels
+        patch_dim = math.prod(self.patch_size) * latent_channels
         self.patch_embed = nn.Linear(patch_dim, config.hidden_size)
         # Time positions are learned: the window length is fixed by the config (n_latent_frames).
         self.time_embed = nn.Parameter(torch.zeros(config.n_latent_frames, config.hidden_size))
         self.blocks = nn.ModuleList([PhysfmDynamicsBlock(config) for _ in range(config.num_hidden_layers)])
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.head = nn.Linear(config.hidden_size, patch_dim)
+        # einops patterns for the config's number of axes: "b t (g0 p0) (g1 p1) d <-> b t (g0 g1) (p0 p1 d)".
+        axes = range(len(self.patch_size))
+        self._grid = "b t " + " ".join(f"(g{i} p{i})" for i in axes) + " d"
+        self._tokens = f"b t ({' '.join(f'g{i}' for i in axes)}) ({' '.join(f'p{i}' for i in axes)} d)"
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
-        _, t, h, w, _ = latents.shape
-        p = self.patch_size
-        # Zero-pad the latent grid up to a multiple of the patch size; cropped back below.
-        x = F.pad(latents, (0, 0, 0, (-w) % p, 0, (-h) % p))
-        gh, gw = x.shape[2] // p, x.shape[3] // p
-        x = rearrange(x, "b t (gh p1) (gw p2) d -> b t (gh gw) (p1 p2 d)", p1=p, p2=p)
-        pos = sincos_embedding_2d(gh, gw, self.patch_embed.out_features, x.device, x.dtype)
-        x = self.patch_embed(x) + pos[None, None] + self.time_embed[None, :t, None]
+        space = latents.shape[2:-1]
+        # Zero-pad the latent grid up to a multiple of the patch size on every axis; cropped back below.
+        pad = [(0, -n % p) for n, p in zip(space, self.patch_size, strict=True)]
+        x = F.pad(latents, [0, 0, *(side for axis in reversed(pad) for side in axis)])
+        patches = {f"p{i}": p for i, p in enumerate(self.patch_size)}
+        grid = {f"g{i}": n // p for i, (n, p) in enumerate(zip(x.shape[2:-1], self.patch_size, strict=True))}
+        x = rearrange(x, f"{self._grid} -> {self._tokens}", **patches)
+        pos = sincos_embedding(tuple(grid.values()), self.patch_embed.out_features, x.device, x.dtype)
+        x = self.patch_embed(x) + pos[None, None] + self.time_embed[None, : x.shape[1], None]
         for block in self.blocks:
             x = block(x)
         x = self.head(self.norm(x))
-        x = rearrange(x, "b t (gh gw) (p1 p2 d) -> b t (gh p1) (gw p2) d", gh=gh, gw=gw, p1=p, p2=p)
-        return x[:, :, :h, :w]
+        x = rearrange(x, f"{self._tokens} -> {self._grid}", **grid, **patches)
+        return x[(slice(None), slice(None), *(slice(0, n) for n in space))]
 
 
 class PhysfmDynamicsPreTrainedModel(PhysfmCheckpointMixin, PreTrainedModel):
@@ -392,7 +397,7 @@ class PhysfmDynamicsModel(PhysfmDynamicsPreTrainedModel):
     def encode(
         self, fields: torch.Tensor, field_names: list[str] | None = None, periodic: list[bool] | None = None
     ) -> torch.Tensor:
-        """Tokeniser latents `[B, T', h, w, D]` of `fields` at the configured compression (no grad when frozen)."""
+        """Tokeniser latents `[B, T', *latent_space, D]` of `fields` at the configured compression (no grad when frozen)."""
         field_names, periodic = self._resolve_fields(field_names, periodic)
         frozen = self.config.freeze_tokeniser and not self.tokeniser.untrained_field_names
         with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
@@ -498,12 +503,13 @@ class PhysfmDynamicsModel(PhysfmDynamicsPreTrainedModel):
     ) -> None:
         """Raise a `ValueError` naming `name`, what it got and what is expected."""
         n_space = self.tokeniser.config.n_spatial_dims
-        layout = "[batch, time, " + ", ".join(f"space{i}" for i in range(n_space)) + ", n_fields]"
+        layout = f"[batch, time, {', '.join('xyz'[:n_space])}, n_fields]"
         if not isinstance(x, torch.Tensor):
             raise ValueError(f"{name}: got {type(x).__name__}; expected a torch.Tensor {layout}.")
         if x.ndim != n_space + 3:
             raise ValueError(
-                f"{name}: got shape {tuple(x.shape)} ({x.ndim} dims); expected {n_space + 3} dims {layout}."
+                f"{name}: got shape {tuple(x.shape)} ({x.ndim} dims); expected {n_space + 3} dims {layout} for "
+                f"this {n_space}-D model."
             )
         if x.shape[-1] != len(field_names):
             raise ValueError(

@@ -1,4 +1,4 @@
-"""physfm tokeniser: a MAGVIT-style causal (2+1)-D convolutional autoencoder with run-time compression.
+"""physfm tokeniser: a MAGVIT-style causal (2+1)-D / (3+1)-D convolutional autoencoder with run-time compression.
 
 Tensors keep The Well's layout ``[batch, time, *space, channels]`` inside as well as at the boundary: spatial
 convolutions see channels-last frames (oneDNN's and cuDNN's fast path), time kernels are matrix products.
@@ -328,14 +328,15 @@ class PhysfmTokeniserModel(PhysfmTokeniserPreTrainedModel):
             )
         return periodic
 
-    def _check_tensor(self, x: torch.Tensor, argument: str, layout: str) -> None:
-        ndim = self.config.n_spatial_dims + 3
+    def _check_tensor(self, x: torch.Tensor, argument: str, channels: str) -> None:
+        n_space = self.config.n_spatial_dims
+        layout = f"[batch, time, {', '.join('xyz'[:n_space])}, {channels}]"
         if not isinstance(x, torch.Tensor):
             raise ValueError(f"{argument} must be a torch.Tensor {layout}, got {type(x).__name__}.")
-        if x.ndim != ndim:
+        if x.ndim != n_space + 3:
             raise ValueError(
-                f"{argument} must have {ndim} dimensions {layout}, got shape {tuple(x.shape)} "
-                f"({x.ndim} dimensions)."
+                f"{argument} must have {n_space + 3} dimensions {layout} for this {n_space}-D tokeniser "
+                f"(n_spatial_dims={n_space}), got shape {tuple(x.shape)} ({x.ndim} dimensions)."
             )
         if not x.is_floating_point():
             raise ValueError(f"{argument} must be a floating-point tensor, got dtype {x.dtype}.")
@@ -370,7 +371,7 @@ class PhysfmTokeniserModel(PhysfmTokeniserPreTrainedModel):
         crops it back (``forward`` does both). ``None`` arguments take the config's defaults; ``field_names``
         names the ``C`` fields present, a subset of the vocabulary in any order.
         """
-        self._check_tensor(fields, "fields", "[batch, time, *space, fields]")
+        self._check_tensor(fields, "fields", "fields")
         fields = fields.to(self.dtype)  # simulators return float64: compute in the model's dtype
         s, t = self._resolve_ratios(spatial_compression, temporal_compression)
         index = self._field_index(field_names, fields.shape[-1], "fields")
@@ -400,7 +401,7 @@ class PhysfmTokeniserModel(PhysfmTokeniserPreTrainedModel):
         the input's spatial shape when it was not a multiple of ``s``). ``field_names`` picks the fields to
         produce (default: the whole vocabulary).
         """
-        self._check_tensor(latents, "latents", "[batch, time, *space, latent_channels]")
+        self._check_tensor(latents, "latents", "latent_channels")
         latents = latents.to(self.dtype)
         if latents.shape[-1] != self.config.latent_channels:
             raise ValueError(
