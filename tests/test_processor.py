@@ -104,6 +104,8 @@ def test_the_loaders_normalizer_uses_the_same_arithmetic():
 @pytest.mark.parametrize(("call", "message"), [
     (lambda p: p(physical(), field_names=["density", "vorticity", "velocity_x"]),
      r"^field_names: unknown fields \['vorticity'\]; PhysfmFieldProcessor\('toy'\) has statistics for"),
+    (lambda p: p(physical(), field_names=["density", "density", "velocity_x"]),
+     r"^field_names: \['density'\] listed more than once"),
     (lambda p: p({"density": physical()[..., 0]}, field_names=["density", "velocity_x"]),
      r"^fields: missing fields \['velocity_x'\]; the mapping has \['density'\]"),
     (lambda p: p({"density": physical()[..., 0], "temperature": physical()[..., 0]}),

@@ -70,6 +70,10 @@ class ZScore:
         return f"{type(self).__name__}(channels={self.mean.shape[0]}, field_names={self.field_names})"
 
 
+def _repeated(names: Sequence[str]) -> list[str]:
+    return sorted({n for n in names if list(names).count(n) > 1})
+
+
 def _floats(values, what: str, where: str, length: int | None = None, positive: bool = False) -> list[float]:
     try:
         out = [float(v) for v in values]
@@ -117,9 +121,9 @@ class PhysfmFieldProcessor(FeatureExtractionMixin):
         where = f"{type(self).__name__}({dataset_name!r})" if dataset_name else type(self).__name__
         if isinstance(field_names, str) or not field_names or not all(isinstance(n, str) and n for n in field_names):
             raise ValueError(f"{where}: field_names must be a non-empty list of names, got {field_names!r}")
-        repeated = sorted({n for n in field_names if list(field_names).count(n) > 1})
-        if repeated:
-            raise ValueError(f"{where}: field_names lists {repeated} more than once; expected each field once")
+        if _repeated(field_names):
+            raise ValueError(f"{where}: field_names lists {_repeated(field_names)} more than once; expected each "
+                             "field once")
         self.field_names = list(field_names)
         self.mean = _floats(mean, "mean", where, len(self.field_names))
         self.std = _floats(std, "std", where, len(self.field_names))
@@ -151,9 +155,8 @@ class PhysfmFieldProcessor(FeatureExtractionMixin):
             return list(range(len(self.field_names)))
         if isinstance(field_names, str) or not all(isinstance(n, str) for n in field_names):
             raise ValueError(f"{argument}: expected a list of field names, got {field_names!r}")
-        repeated = sorted({n for n in field_names if list(field_names).count(n) > 1})
-        if repeated:
-            raise ValueError(f"{argument}: {repeated} listed more than once; expected each field once")
+        if _repeated(field_names):
+            raise ValueError(f"{argument}: {_repeated(field_names)} listed more than once; expected each field once")
         unknown = [n for n in field_names if n not in self.field_names]
         if unknown:
             raise ValueError(f"{argument}: unknown fields {unknown}; {self._where()} has statistics for "
