@@ -170,7 +170,7 @@ def test_mixture_takes_the_union_and_the_first_datasets_statistics(data):
     datasets = [WellWindowDataset(data[name], n_steps_input=1, n_steps_output=0) for name in ("shear_flow",
                                                                                                  "advection")]
     with pytest.warns(UserWarning, match=r"share field names with different statistics: 'tracer' \(kept "
-                                         r"'shear_flow'.*The checkpoint's processor keeps the first dataset's"):
+                                         r"'shear_flow'.*The merged processor keeps the first dataset's"):
         merged = processor_for_datasets(datasets)
     first, second = (processor_from_dataset(d) for d in datasets)
     assert merged.field_names == ["tracer", "pressure", "velocity_x", "velocity_y"]

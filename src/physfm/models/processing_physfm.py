@@ -312,9 +312,10 @@ class PhysfmFieldProcessor(FeatureExtractionMixin):
                     conflicts.append(f"{name!r} (kept {owner[k]!r}: mean {means[k]:.4g}, std {stds[k]:.4g}; "
                                      f"{processor.dataset_name!r} has mean {mean:.4g}, std {std:.4g})")
         if conflicts:
+            # Training normalises each member of a mixture with its own statistics; one processor cannot.
             warnings.warn(f"datasets share field names with different statistics: {'; '.join(conflicts)}. The "
-                          "checkpoint's processor keeps the first dataset's; give such fields distinct names if they "
-                          "are different quantities", stacklevel=2)
+                          "merged processor keeps the first dataset's; normalise the others' data with their own "
+                          "processor (physfm.data.processor_from_dataset)", stacklevel=3)
 
         def agreed(attribute):
             values = [getattr(p, attribute) for p in processors]

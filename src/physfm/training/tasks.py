@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers.utils import FEATURE_EXTRACTOR_NAME
 
 from ..checkpoints import check_checkpoint_reference
 from ..data.field_processor import processor_for_datasets, processor_from_dataset
@@ -70,8 +71,6 @@ def load_tokeniser(spec: str) -> PhysfmTokeniserModel:
 
 def pretrained_processor(spec: str) -> PhysfmFieldProcessor | None:
     """The field processor saved with a pretrained tokeniser; None for a checkpoint saved without one."""
-    from transformers.utils import FEATURE_EXTRACTOR_NAME
-
     reference = check_checkpoint_reference(spec, "--tokeniser")
     if isinstance(reference, Path) and not (reference / FEATURE_EXTRACTOR_NAME).is_file():
         return None
