@@ -1,6 +1,7 @@
 """Well-format data: read/write HDF5, windowed datasets, normalisation, conversion, ``datasets`` bridge."""
 
 from .dataset import MixtureBatchSampler, WellMixtureDataset, WellWindowDataset
+from .field_processor import processor_for_datasets, processor_from_dataset
 from .stats import Normalizer, load_stats, write_stats
 from .well_format import (
     DatasetMetadata,
@@ -21,6 +22,8 @@ __all__ = [
     "WellWindowDataset",
     "compute_stats",
     "load_stats",
+    "processor_for_datasets",
+    "processor_from_dataset",
     "read_file_header",
     "read_trajectory",
     "read_well_metadata",

@@ -14,8 +14,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
-import torch
 import yaml
+
+from ..models.processing_physfm import ZScore
 
 STAT_KEYS = ("mean", "std", "mean_delta", "std_delta", "rms", "rms_delta")
 
@@ -148,21 +149,18 @@ def check_statistic(value: np.ndarray, key: str, name: str, source: str) -> None
                          "with physfm.data.compute_stats")
 
 
-class Normalizer:
+class Normalizer(ZScore):
     """Z-score normalisation over the last (channel) axis, as The Well's ``ZScoreNormalization``.
 
-    ``mean`` and ``std`` are 1-D, one entry per flattened channel (``velocity_x``, ``velocity_y``, ...).
-    Works on torch tensors and NumPy arrays shaped ``[..., C]``.
+    ``mean`` and ``std`` are 1-D, one entry per flattened channel (``velocity_x``, ``velocity_y``, ...), the std
+    floored at ``min_std``. Works on torch tensors and NumPy arrays shaped ``[..., C]``. The arithmetic is
+    :class:`physfm.models.processing_physfm.ZScore`'s, the same a checkpoint's ``PhysfmFieldProcessor`` uses.
     """
 
     def __init__(self, mean: Iterable[float], std: Iterable[float], field_names: list[str] | None = None,
                  min_std: float = MIN_STD):
-        self.mean = torch.as_tensor(np.asarray(list(mean), dtype=np.float32))
-        self.std = torch.as_tensor(np.asarray(list(std), dtype=np.float32)).clamp_min(min_std)
-        if self.mean.shape != self.std.shape or self.mean.ndim != 1:
-            raise ValueError(f"mean and std must be 1-D of equal length, got {tuple(self.mean.shape)} "
-                             f"and {tuple(self.std.shape)}")
-        self.field_names = list(field_names) if field_names is not None else None
+        super().__init__(mean, std, field_names)
+        self.std = self.std.clamp_min(min_std)
 
     @classmethod
     def from_stats(cls, stats: Mapping, core_fields: list[tuple[str, int]], n_spatial_dims: int,
@@ -179,29 +177,3 @@ class Normalizer:
                 # Scalar stats of a vector field apply to every component, as broadcasting does in the peer.
                 out.extend(np.broadcast_to(value, (n_spatial_dims,) * order).reshape(-1).tolist())
         return cls(means, stds, field_names)
-
-    def _params(self, x):
-        if x.shape[-1] != self.mean.shape[0]:
-            raise ValueError(f"Normalizer: expected {self.mean.shape[0]} channels in the last axis "
-                             f"({self.field_names}), got shape {tuple(x.shape)}")
-        if isinstance(x, torch.Tensor):
-            return self.mean.to(x.device, x.dtype), self.std.to(x.device, x.dtype)
-        return self.mean.numpy().astype(x.dtype), self.std.numpy().astype(x.dtype)
-
-    def normalize(self, x):
-        """``(x - mean) / std`` per channel."""
-        mean, std = self._params(x)
-        return (x - mean) / std
-
-    def normalize_(self, x: torch.Tensor) -> torch.Tensor:
-        """In-place :meth:`normalize` of a float tensor (the loader's hot path); returns ``x``."""
-        mean, std = self._params(x)
-        return x.sub_(mean).div_(std)
-
-    def denormalize(self, x):
-        """Inverse of :meth:`normalize`: ``x * std + mean``."""
-        mean, std = self._params(x)
-        return x * std + mean
-
-    def __repr__(self) -> str:
-        return f"Normalizer(channels={self.mean.shape[0]}, field_names={self.field_names})"

@@ -5,12 +5,14 @@ from .configuration_dynamics import PhysfmDynamicsConfig
 from .configuration_tokeniser import PhysfmTokeniserConfig
 from .modeling_dynamics import PhysfmDynamicsModel, PhysfmDynamicsOutput, PhysfmDynamicsPreTrainedModel
 from .modeling_tokeniser import PhysfmTokeniserModel, PhysfmTokeniserOutput, PhysfmTokeniserPreTrainedModel
+from .processing_physfm import PhysfmFieldProcessor
 
 __all__ = [
     "PhysfmDynamicsConfig",
     "PhysfmDynamicsModel",
     "PhysfmDynamicsOutput",
     "PhysfmDynamicsPreTrainedModel",
+    "PhysfmFieldProcessor",
     "PhysfmTokeniserConfig",
     "PhysfmTokeniserModel",
     "PhysfmTokeniserOutput",

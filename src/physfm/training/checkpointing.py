@@ -2,7 +2,8 @@
 
 A checkpoint is written by :meth:`accelerate.Accelerator.save_state` (model, optimiser,
 scheduler, every rank's RNG states) into a hidden temp directory beside its final name,
-plus ``trainer_state.json`` (step, loss history) and the model's ``config.json``. Only when
+plus ``trainer_state.json`` (step, loss history), the model's ``config.json`` and the field processor
+(``preprocessor_config.json``: the statistics the run normalises with). Only when
 all of that is on disk is the directory renamed into place, so ``kill -9`` at any moment
 leaves either a complete checkpoint or none, and ``--resume_from_checkpoint latest`` never
 picks up a half-written one.
@@ -81,7 +82,7 @@ def read_trainer_state(checkpoint: str | os.PathLike) -> dict[str, Any]:
 
 
 def save_checkpoint(accelerator, output_dir: str | os.PathLike, step: int, trainer_state: dict[str, Any],
-                    model_config=None, save_total_limit: int | None = None) -> Path:
+                    model_config=None, save_total_limit: int | None = None, processor=None) -> Path:
     """Save the full training state at ``step``; every process must call this."""
     output_dir = Path(output_dir)
     final = output_dir / f"{CHECKPOINT_PREFIX}{step}"
@@ -104,6 +105,8 @@ def save_checkpoint(accelerator, output_dir: str | os.PathLike, step: int, train
     if accelerator.is_main_process:
         if model_config is not None:
             model_config.save_pretrained(tmp)  # lets `physfm evaluate` read a checkpoint directly
+        if processor is not None:
+            processor.save_pretrained(tmp)  # a checkpoint promoted to a model keeps its physical units
         atomic_write_json(tmp / STATE_NAME, trainer_state)
         mode = umask_file_mode()
         for file in tmp.iterdir():  # safetensors writes 0600; a checkpoint's files should follow the umask

@@ -8,23 +8,29 @@ The loop in :mod:`physfm.training.trainer` is stage-agnostic; a *task* supplies:
 - ``loss(model, batch, step)``: the scalar training loss of a micro-batch at a step (what is logged);
 - ``objective(loss)``: what is differentiated (the loss itself, or a reweighting of it);
 - ``evaluate(model, accelerator)``: valid-split metrics in physical units;
-- ``flop_probes()``: ``(weight, batch, step)`` triples whose FLOPs average to one micro-batch's.
+- ``flop_probes()``: ``(weight, batch, step)`` triples whose FLOPs average to one micro-batch's;
+- ``processor``: the :class:`~physfm.models.PhysfmFieldProcessor` saved into every checkpoint (the training
+  data's statistics).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from transformers.utils import FEATURE_EXTRACTOR_NAME
 
 from ..checkpoints import check_checkpoint_reference
+from ..data.field_processor import processor_for_datasets, processor_from_dataset
 from ..models import PhysfmTokeniserConfig, PhysfmTokeniserModel
 from ..models.configuration_dynamics import PhysfmDynamicsConfig
 from ..models.modeling_dynamics import PhysfmDynamicsModel
+from ..models.processing_physfm import PhysfmFieldProcessor
 from .arguments import DataArguments, ModelArguments, TrainingArguments, model_config_overrides
 from .autoencoding import ratio_balanced_objective
 from .evaluation import evaluate_dynamics, evaluate_tokeniser, rollout_metrics
@@ -61,6 +67,33 @@ def load_tokeniser(spec: str) -> PhysfmTokeniserModel:
     if getattr(model.config, "model_type", None) != PhysfmTokeniserConfig.model_type:
         raise ValueError(f"--tokeniser: {spec!r} is a {model.config.model_type!r} checkpoint, expected a tokeniser")
     return model
+
+
+def pretrained_processor(spec: str) -> PhysfmFieldProcessor | None:
+    """The field processor saved with a pretrained tokeniser; None for a checkpoint saved without one."""
+    reference = check_checkpoint_reference(spec, "--tokeniser")
+    if isinstance(reference, Path) and not (reference / FEATURE_EXTRACTOR_NAME).is_file():
+        return None
+    try:
+        return PhysfmFieldProcessor.from_pretrained(str(reference))
+    except OSError:  # a Hub checkpoint without one (the weights themselves were already fetched)
+        return None
+
+
+def warn_if_statistics_differ(reference: PhysfmFieldProcessor | None, processor: PhysfmFieldProcessor,
+                              source: str) -> None:
+    """Warn when the new data's statistics are far from those the tokeniser was pretrained with (mean more than one
+    std apart, or std ratio outside [0.5, 2]): the same physical values then reach it scaled differently."""
+    if reference is None:
+        logger.info("tokeniser %s has no preprocessor_config.json; its training statistics cannot be compared", source)
+        return
+    far = reference.statistics_differences(processor)
+    if far:
+        warnings.warn(
+            f"dataset {processor.dataset_name!r} has statistics far from those tokeniser {source} was pretrained with "
+            f"({reference.dataset_name!r}): {'; '.join(far)}. This run normalises with the new dataset's statistics "
+            "(saved as its preprocessor_config.json), so the tokeniser sees these fields scaled differently from "
+            "pretraining; expect it to need finetuning (do not freeze it)", stacklevel=3)
 
 
 def check_tokeniser_fits(config: PhysfmTokeniserConfig, datasets: Sequence, source: str) -> None:
@@ -152,6 +185,13 @@ class TokeniserTask:
                 logger.info("adding fields %s to the tokeniser vocabulary", new)
                 self.model.add_fields(new)
         check_tokeniser_fits(self.model.config, self.train_datasets, "being trained")
+        self.processor = processor_for_datasets(self.train_datasets)
+        if model_args.tokeniser != "scratch":
+            reference = pretrained_processor(model_args.tokeniser)
+            warn_if_statistics_differ(reference, self.processor, repr(model_args.tokeniser))
+            earlier = [] if reference is None else [n for n in reference.field_names if n not in self.processor.field_names]
+            if earlier:  # fields of earlier pretraining keep the statistics they were trained with
+                self.processor = PhysfmFieldProcessor.union([self.processor, reference.select(earlier)])
         # Record which rows this pretraining trains: a vocabulary may hold fields no dataset here has (made
         # room for a downstream system), and a frozen tokeniser must still train those later.
         config = self.model.config
@@ -230,6 +270,7 @@ class DynamicsTask:
         self.dt_stride = data_args.dt_stride
         data = self.train_dataset
         overrides.update(field_names=list(data.field_names), periodic=list(data.periodic))
+        self.processor = processor_from_dataset(data)
 
         if pretrained is None:
             tok_settings = {**tokeniser_overrides, "field_names": list(data.field_names),
@@ -262,6 +303,7 @@ class DynamicsTask:
                     raise ValueError(
                         f"--{key}: {overrides[key]} is not served by tokeniser {source!r}, which serves {allowed}"
                     )
+            warn_if_statistics_differ(pretrained_processor(source), self.processor, repr(source))
             self.model = PhysfmDynamicsModel.from_tokeniser(pretrained, overrides,
                                                            freeze_tokeniser=model_args.freeze_tokeniser)
             self.model.config.tokeniser_name_or_path = source

@@ -183,11 +183,14 @@ class _MicroBatchSampler:
         return rank_micro_batches(**self.kwargs)
 
 
-def _save_final_model(model, output_dir: Path) -> None:
-    """``save_pretrained`` into a temp dir, then move each file into ``output_dir`` atomically."""
+def _save_final_model(model, output_dir: Path, processor=None) -> None:
+    """``save_pretrained`` (model, and its field processor) into a temp dir, then move each file into
+    ``output_dir`` atomically."""
     tmp = output_dir / f".tmp-model-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
+    if processor is not None:
+        processor.save_pretrained(tmp)
     for item in tmp.iterdir():
         os.replace(item, output_dir / item.name)
     tmp.rmdir()
@@ -433,7 +436,8 @@ class _Run:
                 unwrapped = accelerator.unwrap_model(model)
                 last_checkpoint = str(save_checkpoint(accelerator, self.output_dir, done, state,
                                                       model_config=unwrapped.config,
-                                                      save_total_limit=args.save_total_limit))
+                                                      save_total_limit=args.save_total_limit,
+                                                      processor=task.processor))
         progress.close()
         return self._finish(task, model, state, last_checkpoint, flops_per_step)
 
@@ -476,7 +480,7 @@ class _Run:
             last_checkpoint=last_checkpoint, metrics_path=str(metrics_path), model_dir=str(self.output_dir),
         )
         if accelerator.is_main_process:
-            _save_final_model(unwrapped, self.output_dir)
+            _save_final_model(unwrapped, self.output_dir, task.processor)
             payload = result.to_dict()
             payload["final"] = state["eval_log"][-1]
             payload["rollout_vrmse"] = {str(h): v for h, v in rollout.items()}
