@@ -172,9 +172,9 @@ def best_learning_rate(preset: ExperimentPreset, results: dict[str, Any], config
 
 def build_jobs(preset: ExperimentPreset, out: Path, cache_dir: Path, device: str, progress: bool) -> list[Job]:
     """The experiment's jobs in priority order (a ready job earlier in the list starts first)."""
-    jobs: list[Job] = []
-    for seed in range(preset.n_seeds):
-        jobs += _seed_jobs(preset, seed, out / "runs" / f"seed{seed}", cache_dir, device, progress)
+    jobs = [job for seed in range(preset.n_seeds)
+            for job in _SeedGraph(preset, seed, out / "runs" / f"seed{seed}", cache_dir, device, progress).jobs()]
+
     # Tokenisers first (most runs wait for one), then the long compute-matched runs, so the pool's last minutes
     # are not one long job on one core; the cheap evaluations fill the gaps.
     def priority(job: Job) -> tuple[int, int]:
@@ -185,135 +185,169 @@ def build_jobs(preset: ExperimentPreset, out: Path, cache_dir: Path, device: str
     return sorted(jobs, key=priority)
 
 
-def _seed_jobs(preset: ExperimentPreset, seed: int, runs: Path, cache_dir: Path, device: str,
-               progress: bool) -> list[Job]:
-    show = progress and preset.workers == 1  # per-run bars only when runs do not interleave
-    at = f"@{seed}"
-    wanted = set(preset.configurations)
-    tokenisers = {TOKENISERS[name] for name in wanted if name in TOKENISERS}
-    if "scratch_compute_matched" in wanted:
-        tokenisers.add("in_domain")
+class _SeedGraph:
+    """The jobs of one seed: its data, the leakage check, the tokenisers, the dynamics runs and the references.
 
-    def data_job(name: str, spec) -> Job:
-        kwargs = {"spec": dataclasses.asdict(spec.for_seed(seed)), "cache_dir": str(cache_dir), "device": device,
-                  "progress": show}
-        return Job(name + at, "data", (), lambda results: kwargs)
+    Every name ends in ``@<seed>``; seed 0 also runs the learning-rate sweep whose choices the other seeds use.
+    """
 
-    cross_names = [f"data:{spec.system}" for spec in preset.cross_domain]
-    jobs = [data_job("data:downstream", preset.downstream), data_job("data:in_domain", preset.in_domain)]
-    if "cross_domain" in tokenisers:
-        jobs += [data_job(name, spec) for name, spec in zip(cross_names, preset.cross_domain, strict=True)]
+    def __init__(self, preset: ExperimentPreset, seed: int, runs: Path, cache_dir: Path, device: str,
+                 progress: bool):
+        self.preset, self.seed, self.runs, self.cache_dir, self.device = preset, seed, runs, cache_dir, device
+        self.at = f"@{seed}"
+        self.show = progress and preset.workers == 1  # per-run bars only when runs do not interleave
+        wanted = set(preset.configurations)
+        self.tokenisers = {TOKENISERS[name] for name in wanted if name in TOKENISERS}
+        if "scratch_compute_matched" in wanted:
+            self.tokenisers.add("in_domain")
+        self.cross_names = [f"data:{spec.system}" for spec in preset.cross_domain]
+        # The same-data tokeniser trains on the downstream train split only: two-stage training without more data.
+        self.tokeniser_data = {"in_domain": ["data:in_domain"], "cross_domain": self.cross_names,
+                               "same_data": ["data:downstream"]}
+        self.checked = ("leakage" + self.at,)  # no model trains on data that failed the check
+        self.common = {
+            "seed": preset.seed + seed,
+            "dt_stride": preset.dt_stride,
+            "lr_scheduler_type": preset.lr_scheduler_type,
+            "warmup_steps": preset.warmup_steps,
+            "max_eval_samples": preset.max_eval_samples,
+            "save_steps": 0,  # one checkpoint, at the end
+            "save_total_limit": 1,
+            "logging_steps": max(1, preset.eval_steps // 5),
+            "disable_tqdm": not self.show,
+        }
+        self.tokeniser_arch = {
+            **preset.tokeniser_config,
+            "spatial_compressions": sorted({*preset.pretrain_spatial_compressions, preset.spatial_compression}),
+            "temporal_compressions": sorted({*preset.pretrain_temporal_compressions, preset.temporal_compression}),
+        }
 
-    def path(results, name: str) -> str:
-        return results[name + at]["path"]
+    def path(self, results: dict[str, Any], name: str) -> str:
+        return results[name + self.at]["path"]
 
-    jobs.append(Job("leakage" + at, "leakage", ("data:downstream" + at, "data:in_domain" + at), lambda results: {
-        "held_out": [(path(results, "data:downstream"), ["valid", "test"])],
-        "seen": [(path(results, "data:downstream"), ["train"]), (path(results, "data:in_domain"),
-                                                                  ["train", "valid", "test"])],
-        "n_frames": clip_frames(preset), "dt_stride": preset.dt_stride}))
-    checked = ("leakage" + at,)  # no model trains on data that failed the check
+    def jobs(self) -> list[Job]:
+        jobs = self.data_jobs() + [self.leakage_job()]
+        for configuration in swept_configurations(self.preset):
+            jobs += self.dynamics_jobs(configuration)
+        if "scratch_compute_matched" in self.preset.configurations:
+            jobs.append(self.compute_matched_job())
+        jobs += [self.reference_job(forecaster) for forecaster in ("persistence", "linear_extrapolation")]
+        for key in sorted(self.tokenisers):
+            jobs += [self.tokeniser_job(key), self.reconstruction_job(key)]
+        return jobs
 
-    common = {
-        "seed": preset.seed + seed,
-        "dt_stride": preset.dt_stride,
-        "lr_scheduler_type": preset.lr_scheduler_type,
-        "warmup_steps": preset.warmup_steps,
-        "max_eval_samples": preset.max_eval_samples,
-        "save_steps": 0,  # one checkpoint, at the end
-        "save_total_limit": 1,
-        "logging_steps": max(1, preset.eval_steps // 5),
-        "disable_tqdm": not show,
-    }
-    tokeniser_arch = {**preset.tokeniser_config,
-                      "spatial_compressions": sorted({*preset.pretrain_spatial_compressions,
-                                                      preset.spatial_compression}),
-                      "temporal_compressions": sorted({*preset.pretrain_temporal_compressions,
-                                                       preset.temporal_compression})}
-    # The same-data tokeniser trains on the downstream train split only: two-stage training without more data.
-    tokeniser_data = {"in_domain": ["data:in_domain"], "cross_domain": cross_names, "same_data": ["data:downstream"]}
+    # ------------------------------------------------------------------------------------------- data
+    def data_jobs(self) -> list[Job]:
+        specs = [("data:downstream", self.preset.downstream), ("data:in_domain", self.preset.in_domain)]
+        if "cross_domain" in self.tokenisers:
+            specs += list(zip(self.cross_names, self.preset.cross_domain, strict=True))
+        jobs = []
+        for name, spec in specs:
+            kwargs = {"spec": dataclasses.asdict(spec.for_seed(self.seed)), "cache_dir": str(self.cache_dir),
+                      "device": self.device, "progress": self.show}
+            jobs.append(Job(name + self.at, "data", (), lambda results, kwargs=kwargs: kwargs))
+        return jobs
 
-    def tokeniser_job(key: str) -> Job:
+    def leakage_job(self) -> Job:
+        def build(results):
+            downstream, in_domain = self.path(results, "data:downstream"), self.path(results, "data:in_domain")
+            return {"held_out": [(downstream, ["valid", "test"])],
+                    "seen": [(downstream, ["train"]), (in_domain, ["train", "valid", "test"])],
+                    "n_frames": clip_frames(self.preset), "dt_stride": self.preset.dt_stride}
+
+        return Job("leakage" + self.at, "leakage", ("data:downstream" + self.at, "data:in_domain" + self.at), build)
+
+    # ------------------------------------------------------------------------------------------ training
+    def tokeniser_job(self, key: str) -> Job:
+        preset = self.preset
+
         # A downstream field no pretraining system has (shear_flow's tracer, for the cross-domain tokeniser) is
         # added to the vocabulary by the dynamics stage, and trained there even when the tokeniser is frozen.
         def build(results):
-            return {**common, "stage": "tokeniser", "data": [path(results, d) for d in tokeniser_data[key]],
-                    "output_dir": str(runs / f"tokeniser_{key}"), "max_steps": preset.tokeniser_steps,
+            return {**self.common, "stage": "tokeniser",
+                    "data": [self.path(results, d) for d in self.tokeniser_data[key]],
+                    "output_dir": str(self.runs / f"tokeniser_{key}"), "max_steps": preset.tokeniser_steps,
                     "eval_steps": preset.tokeniser_steps, "learning_rate": preset.tokeniser_learning_rate,
                     "per_device_train_batch_size": preset.tokeniser_batch_size,
                     "per_device_eval_batch_size": preset.tokeniser_batch_size,
                     "n_steps_input": clip_frames(preset),  # the clips the dynamics model encodes and decodes
                     "spatial_compression": list(preset.pretrain_spatial_compressions),
                     "temporal_compression": list(preset.pretrain_temporal_compressions),
-                    "model_config": {k: v for k, v in tokeniser_arch.items()
+                    "model_config": {k: v for k, v in self.tokeniser_arch.items()
                                      if k not in ("spatial_compressions", "temporal_compressions")}}
 
-        return Job(f"tokeniser:{key}{at}", "train", (*[d + at for d in tokeniser_data[key]], *checked), build)
+        deps = (*[d + self.at for d in self.tokeniser_data[key]], *self.checked)
+        return Job(f"tokeniser:{key}{self.at}", "train", deps, build)
 
-    def dynamics_kwargs(results, run_name: str, configuration: str, learning_rate: float,
+    def dynamics_kwargs(self, results, run_name: str, configuration: str, learning_rate: float,
                         max_steps: int) -> dict[str, Any]:
+        preset = self.preset
         model_config = dict(preset.dynamics_config)
         key = TOKENISERS.get(configuration)
         if key is None:
-            model_config["tokeniser_config"] = tokeniser_arch  # the pretrained ones' architecture exactly
-        return {**common, "stage": "dynamics", "data": [path(results, "data:downstream")],
-                "output_dir": str(runs / run_name), "max_steps": max_steps, "eval_steps": preset.eval_steps,
+            model_config["tokeniser_config"] = self.tokeniser_arch  # the pretrained ones' architecture exactly
+        return {**self.common, "stage": "dynamics", "data": [self.path(results, "data:downstream")],
+                "output_dir": str(self.runs / run_name), "max_steps": max_steps, "eval_steps": preset.eval_steps,
                 "learning_rate": learning_rate, "per_device_train_batch_size": preset.batch_size,
                 "per_device_eval_batch_size": preset.batch_size, "eval_test_split": True,
                 "spatial_compression": preset.spatial_compression,
                 "temporal_compression": preset.temporal_compression,
-                "tokeniser": "scratch" if key is None else results[f"tokeniser:{key}{at}"]["model_dir"],
+                "tokeniser": "scratch" if key is None else results[f"tokeniser:{key}{self.at}"]["model_dir"],
                 "freeze_tokeniser": configuration.endswith("_frozen"), "model_config": model_config,
                 "rollout_horizons": list(preset.rollout_horizons),
                 "max_rollout_samples": preset.max_rollout_samples}
 
-    def dynamics_deps(configuration: str) -> tuple[str, ...]:
+    def dynamics_deps(self, configuration: str) -> tuple[str, ...]:
         key = TOKENISERS.get(configuration)
-        return ("data:downstream" + at, *checked, *([f"tokeniser:{key}{at}"] if key else []))
+        return ("data:downstream" + self.at, *self.checked, *([f"tokeniser:{key}{self.at}"] if key else []))
 
-    swept = swept_configurations(preset)
-    for configuration in swept:
-        if seed == 0:
-            for lr in preset.learning_rates:
-                name = sweep_name(configuration, lr)
-                jobs.append(Job(name, "train", dynamics_deps(configuration),
-                                lambda results, c=configuration, lr=lr, name=name:
-                                dynamics_kwargs(results, name.removesuffix(at), c, lr, preset.max_steps)))
-        else:
-            sweep = tuple(sweep_name(configuration, lr) for lr in preset.learning_rates)
-            jobs.append(Job(configuration + at, "train", (*dynamics_deps(configuration), *sweep),
-                            lambda results, c=configuration: dynamics_kwargs(
-                                results, c, c, best_learning_rate(preset, results, c), preset.max_steps)))
+    def dynamics_jobs(self, configuration: str) -> list[Job]:
+        """Seed 0: one run per swept rate. Other seeds: one run at the rate seed 0 chose."""
+        preset, deps = self.preset, self.dynamics_deps(configuration)
+        if self.seed == 0:
+            return [Job(sweep_name(configuration, lr), "train", deps,
+                        lambda results, lr=lr: self.dynamics_kwargs(
+                            results, sweep_name(configuration, lr).removesuffix(self.at), configuration, lr,
+                            preset.max_steps))
+                    for lr in preset.learning_rates]
+        sweep = tuple(sweep_name(configuration, lr) for lr in preset.learning_rates)
+        return [Job(configuration + self.at, "train", (*deps, *sweep), lambda results: self.dynamics_kwargs(
+            results, configuration, configuration, best_learning_rate(preset, results, configuration),
+            preset.max_steps))]
 
-    if "scratch_compute_matched" in wanted:
-        scratch_sweep = tuple(sweep_name("scratch", lr) for lr in preset.learning_rates)
+    def compute_matched_job(self) -> Job:
+        preset = self.preset
 
-        def matched_build(results):
+        def build(results):
             lr = best_learning_rate(preset, results, "scratch")
             flops_per_step = results[sweep_name("scratch", lr)]["compute"]["flops_per_step"]
-            pretraining = results["tokeniser:in_domain" + at]["compute"]["total_flops"]
+            pretraining = results["tokeniser:in_domain" + self.at]["compute"]["total_flops"]
             extra = math.ceil(pretraining / flops_per_step) if flops_per_step > 0 else preset.tokeniser_steps
-            return dynamics_kwargs(results, "scratch_compute_matched", "scratch_compute_matched", lr,
-                                   preset.max_steps + extra)
+            return self.dynamics_kwargs(results, "scratch_compute_matched", "scratch_compute_matched", lr,
+                                        preset.max_steps + extra)
 
-        jobs.append(Job("scratch_compute_matched" + at, "train",
-                        (*dynamics_deps("scratch"), "tokeniser:in_domain" + at, *scratch_sweep), matched_build))
+        sweep = tuple(sweep_name("scratch", lr) for lr in preset.learning_rates)
+        return Job("scratch_compute_matched" + self.at, "train",
+                   (*self.dynamics_deps("scratch"), "tokeniser:in_domain" + self.at, *sweep), build)
 
-    for forecaster in ("persistence", "linear_extrapolation"):
-        jobs.append(Job(f"reference:{forecaster}{at}", "reference", ("data:downstream" + at,), lambda results, f=forecaster: {
-            "data_dir": path(results, "data:downstream"), "n_steps_input": preset.n_steps_input,
+    # ----------------------------------------------------------------------------------------- evaluation
+    def reference_job(self, forecaster: str) -> Job:
+        preset = self.preset
+        return Job(f"reference:{forecaster}{self.at}", "reference", ("data:downstream" + self.at,), lambda results: {
+            "data_dir": self.path(results, "data:downstream"), "n_steps_input": preset.n_steps_input,
             "horizons": list(preset.rollout_horizons), "max_samples": preset.max_eval_samples,
-            "max_rollout_samples": preset.max_rollout_samples, "dt_stride": preset.dt_stride, "forecaster": f}))
-    for key in sorted(tokenisers):
-        jobs.append(tokeniser_job(key))
-        jobs.append(Job(f"reconstruction:{key}{at}", "reconstruction", (f"tokeniser:{key}{at}", "data:downstream" + at),
-                        lambda results, key=key: {
-                            "model_dir": results[f"tokeniser:{key}{at}"]["model_dir"],
-                            "data_dir": path(results, "data:downstream"),
-                            "spatial_compression": preset.spatial_compression,
-                            "temporal_compression": preset.temporal_compression,
-                            "dt_stride": preset.dt_stride, "max_samples": preset.max_eval_samples}))
-    return jobs
+            "max_rollout_samples": preset.max_rollout_samples, "dt_stride": preset.dt_stride,
+            "forecaster": forecaster})
+
+    def reconstruction_job(self, key: str) -> Job:
+        preset = self.preset
+        return Job(f"reconstruction:{key}{self.at}", "reconstruction",
+                   (f"tokeniser:{key}{self.at}", "data:downstream" + self.at), lambda results: {
+                       "model_dir": results[f"tokeniser:{key}{self.at}"]["model_dir"],
+                       "data_dir": self.path(results, "data:downstream"),
+                       "spatial_compression": preset.spatial_compression,
+                       "temporal_compression": preset.temporal_compression,
+                       "dt_stride": preset.dt_stride, "max_samples": preset.max_eval_samples})
 
 
 # -------------------------------------------------------------------------------------------- execution
