@@ -133,10 +133,10 @@ def upsampling_conv(
     batch, frames = x.shape[:2]
     padded = pad_space(x.flatten(0, 1), halo, periodic).movedim(-1, 1)
     transpose = F.conv_transpose2d if n_space == 2 else F.conv_transpose3d
-    y = transpose(padded, folded.transpose(0, 1), bias, stride=2)
-    start = 2 * halo + half
-    y = y[(slice(None), slice(None), *[slice(start, start + 2 * n) for n in x.shape[2:-1]])]
-    return y.movedim(1, -1).unflatten(0, (batch, frames))
+    # The fine cells the halo adds are 2 * halo + half on each side, so the transposed convolution's own padding
+    # crops them. Slicing its output instead costs a zero-filled, transposing copy in the backward pass.
+    return transpose(padded, folded.transpose(0, 1), bias, stride=2, padding=2 * halo + half) \
+        .movedim(1, -1).unflatten(0, (batch, frames))
 
 
 def temporal_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int = 1) -> torch.Tensor:
