@@ -407,26 +407,19 @@ class PhysfmDynamicsModel(PhysfmDynamicsPreTrainedModel):
         field_names, periodic = self._resolve_fields(field_names, periodic)
         frozen = self.config.freeze_tokeniser and not self.tokeniser.untrained_field_names
         with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
-            return self.tokeniser.encode(
-                fields,
-                spatial_compression=self.config.spatial_compression,
-                temporal_compression=self.config.temporal_compression,
-                field_names=field_names,
-                periodic=periodic,
-                cache=cache,
-            )
+            return self.tokeniser.encode(fields, **self._ratios, field_names=field_names, periodic=periodic,
+                                         cache=cache)
+
+    @property
+    def _ratios(self) -> dict[str, int]:
+        """The compression this model runs its tokeniser at, as `encode` / `decode` keyword arguments."""
+        return dict(spatial_compression=self.config.spatial_compression,
+                    temporal_compression=self.config.temporal_compression)
 
     def _decode(self, latents: torch.Tensor, field_names: list[str], periodic: list[bool],
                 spatial_shape: tuple[int, ...], cache: TemporalCache | None = None) -> torch.Tensor:
-        return self.tokeniser.decode(
-            latents,
-            spatial_compression=self.config.spatial_compression,
-            temporal_compression=self.config.temporal_compression,
-            field_names=field_names,
-            periodic=periodic,
-            spatial_shape=spatial_shape,
-            cache=cache,
-        )
+        return self.tokeniser.decode(latents, **self._ratios, field_names=field_names, periodic=periodic,
+                                     spatial_shape=spatial_shape, cache=cache)
 
     def _next_latent(self, latents: torch.Tensor) -> torch.Tensor:
         """The predicted latent after `latents`, from the last `n_latent_frames` of them (the trained window)."""
