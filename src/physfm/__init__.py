@@ -26,6 +26,17 @@ for _config, _model in ((PhysfmTokeniserConfig, PhysfmTokeniserModel), (PhysfmDy
     AutoProcessor.register(_config, PhysfmFieldProcessor, exist_ok=True)
     AutoFeatureExtractor.register(_config, PhysfmFieldProcessor, exist_ok=True)
 
+
+def forecast(model_id_or_path, fields, n_steps, **kwargs):
+    """A forecast in physical units from raw fields or a data file (see :func:`physfm.forecasting.forecast`).
+
+    Imported on call: the forecast pulls in the data and plotting code, which ``import physfm`` should not.
+    """
+    from .forecasting import forecast as _forecast
+
+    return _forecast(model_id_or_path, fields, n_steps, **kwargs)
+
+
 __all__ = [
     "PhysfmDynamicsConfig",
     "PhysfmDynamicsModel",
@@ -34,4 +45,5 @@ __all__ = [
     "PhysfmTokeniserConfig",
     "PhysfmTokeniserModel",
     "PhysfmTokeniserOutput",
+    "forecast",
 ]

@@ -15,6 +15,7 @@ COMMANDS = {
     "convert": ("physfm.data.convert", "turn your own NumPy/HDF5 arrays into a Well-format dataset"),
     "train": ("physfm.training.cli", "train a tokeniser (stage 1) or a dynamics model (stage 2)"),
     "evaluate": ("physfm.training.evaluate", "evaluate a checkpoint on a dataset's valid split"),
+    "forecast": ("physfm.forecasting", "forecast physical fields from a raw data file with a dynamics checkpoint"),
     "hub": ("physfm.hub", "push or pull checkpoints to or from the Hugging Face Hub"),
     "select-tokeniser": ("physfm.selection", "rank pretrained tokenisers for your data"),
     "experiment": ("physfm.experiment", "run the paper's pretraining x freezing experiment"),

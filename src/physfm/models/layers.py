@@ -157,14 +157,64 @@ def temporal_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     return F.linear(taps, weight.permute(0, 2, 1).flatten(1), bias)
 
 
-def upsample(x: torch.Tensor, factor_time: int, factor_space: int) -> torch.Tensor:
+class TemporalCache:
+    """What a stream encoded or decoded chunk by chunk must remember: for each causal time kernel, the last
+    ``k - 1`` frames of its input and how many frames it has seen.
+
+    Video VAEs encode long clips frame-wise this way. Every operation other than a time kernel acts on each frame
+    alone, so carrying these few frames per time kernel makes a chunked pass equal to the whole-clip pass, and a
+    new chunk costs only its own frames. Pass one cache to every call of one stream (``encode(..., cache=c)``);
+    a fresh cache starts a new stream, whose past is its first frame replicated, as in the whole-clip pass.
+
+    The state is replaced, never modified in place, so :meth:`copy` forks a stream cheaply: decode a guess from
+    the fork and the original is untouched.
+    """
+
+    def __init__(self):
+        self._state: dict[nn.Module, tuple[torch.Tensor, int]] = {}
+        self.frames = 0  # frames (or latent frames) consumed by the model call that owns this cache
+        self.signature: tuple | None = None  # what the stream is (direction, ratios, fields, grid); set on first use
+
+    def copy(self) -> TemporalCache:
+        fork = TemporalCache()
+        fork._state, fork.frames, fork.signature = dict(self._state), self.frames, self.signature
+        return fork
+
+    def check(self, signature: tuple) -> None:
+        """Refuses to continue a stream with different ratios, fields, boundaries, batch or grid."""
+        if self.signature is None:
+            self.signature = signature
+        elif signature != self.signature:
+            raise ValueError(
+                f"cache: this TemporalCache holds a stream of {self.signature}, but the call is {signature}; "
+                "use a fresh TemporalCache() for a new stream."
+            )
+
+    def temporal_conv(self, key: nn.Module, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                      stride: int = 1) -> torch.Tensor:
+        """:func:`temporal_conv` of the next chunk of this stream: the same outputs as on the whole clip."""
+        kernel = weight.shape[-1]
+        past, seen = self._state.get(key, (None, 0))
+        if past is None:  # stream start: the frames before it are copies of its first frame
+            past = x[:, :1].expand(-1, kernel - 1, *x.shape[2:])
+        padded = torch.cat([past, x], dim=1)
+        # Outputs sit at stream indices that are multiples of the stride; chunk index i reads padded[i : i + k].
+        first = -seen % stride
+        index = torch.arange(first, x.shape[1], stride, device=x.device)
+        taps = torch.cat([padded.index_select(1, index + k) for k in range(kernel)], dim=-1)
+        self._state[key] = (padded[:, padded.shape[1] - (kernel - 1):], seen + x.shape[1])
+        return F.linear(taps, weight.permute(0, 2, 1).flatten(1), bias)
+
+
+def upsample(x: torch.Tensor, factor_time: int, factor_space: int, stream_start: bool = True) -> torch.Tensor:
     """Nearest-neighbour up-sampling of ``x [b, t, *space, c]``, causal in time.
 
     Each frame is repeated ``factor_time`` times and the first ``factor_time - 1`` copies are dropped, so
     ``1 + k`` frames become ``1 + k * factor_time`` and no frame comes from a later latent frame than its own.
+    Only a stream's first chunk drops copies (``stream_start=False`` for later chunks of a cached stream).
     """
     if factor_time > 1:
-        x = x.repeat_interleave(factor_time, dim=1)[:, factor_time - 1 :]
+        x = x.repeat_interleave(factor_time, dim=1)[:, factor_time - 1 if stream_start else 0 :]
     if factor_space > 1:
         for dim in range(2, x.ndim - 1):
             x = x.repeat_interleave(factor_space, dim=dim)
@@ -210,8 +260,10 @@ class TemporalConv(nn.Module):
     def fan_in(self) -> int:
         return self.weight[0].numel()
 
-    def forward(self, x: torch.Tensor, stride: int = 1) -> torch.Tensor:
-        return temporal_conv(x, self.weight, self.bias, stride)
+    def forward(self, x: torch.Tensor, stride: int = 1, cache: TemporalCache | None = None) -> torch.Tensor:
+        if cache is None:
+            return temporal_conv(x, self.weight, self.bias, stride)
+        return cache.temporal_conv(self, x, self.weight, self.bias, stride)
 
 
 class CausalResBlock(GradientCheckpointingLayer):
@@ -229,9 +281,9 @@ class CausalResBlock(GradientCheckpointingLayer):
         self.conv_time = TemporalConv(channels, channels, temporal_kernel_size)
         self.conv2 = SpatialConv(channels, channels, kernel_size, n_spatial_dims, init_scale=residual_init_scale)
 
-    def forward(self, x: torch.Tensor, periodic: Sequence[bool]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, periodic: Sequence[bool], cache: TemporalCache | None = None) -> torch.Tensor:
         h = self.conv1(self.act(x), periodic)
-        h = self.conv_time(self.act(h))
+        h = self.conv_time(self.act(h), cache=cache)
         return x + self.conv2(self.act(h), periodic)
 
 
@@ -323,6 +375,7 @@ __all__ = [
     "CausalResBlock",
     "FieldConv",
     "SpatialConv",
+    "TemporalCache",
     "TemporalConv",
     "compression_schedule",
     "exit_level",

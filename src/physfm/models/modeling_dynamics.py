@@ -36,6 +36,7 @@ from transformers.utils import ModelOutput
 
 from .configuration_dynamics import PhysfmDynamicsConfig
 from .configuration_tokeniser import PhysfmTokeniserConfig
+from .layers import TemporalCache
 from .modeling_tokeniser import PhysfmCheckpointMixin, PhysfmTokeniserModel
 
 # Keys a training batch may carry that are not model inputs (see `PhysfmDynamicsModel.forward`).
@@ -395,19 +396,42 @@ class PhysfmDynamicsModel(PhysfmDynamicsPreTrainedModel):
         return PhysfmDynamicsOutput(loss=loss, prediction=prediction, latents=next_latent)
 
     def encode(
-        self, fields: torch.Tensor, field_names: list[str] | None = None, periodic: list[bool] | None = None
+        self,
+        fields: torch.Tensor,
+        field_names: list[str] | None = None,
+        periodic: list[bool] | None = None,
+        cache: TemporalCache | None = None,
     ) -> torch.Tensor:
-        """Tokeniser latents `[B, T', *latent_space, D]` of `fields` at the configured compression (no grad when frozen)."""
+        """Tokeniser latents `[B, T', *latent_space, D]` of `fields` at the configured compression (no grad when
+        frozen); `cache` continues a stream (see `PhysfmTokeniserModel.encode`)."""
         field_names, periodic = self._resolve_fields(field_names, periodic)
         frozen = self.config.freeze_tokeniser and not self.tokeniser.untrained_field_names
         with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
-            return self.tokeniser.encode(
-                fields,
-                spatial_compression=self.config.spatial_compression,
-                temporal_compression=self.config.temporal_compression,
-                field_names=field_names,
-                periodic=periodic,
-            )
+            return self.tokeniser.encode(fields, **self._ratios, field_names=field_names, periodic=periodic,
+                                         cache=cache)
+
+    @property
+    def _ratios(self) -> dict[str, int]:
+        """The compression this model runs its tokeniser at, as `encode` / `decode` keyword arguments."""
+        return dict(spatial_compression=self.config.spatial_compression,
+                    temporal_compression=self.config.temporal_compression)
+
+    def _decode(self, latents: torch.Tensor, field_names: list[str], periodic: list[bool],
+                spatial_shape: tuple[int, ...], cache: TemporalCache | None = None) -> torch.Tensor:
+        return self.tokeniser.decode(latents, **self._ratios, field_names=field_names, periodic=periodic,
+                                     spatial_shape=spatial_shape, cache=cache)
+
+    def _next_latent(self, latents: torch.Tensor) -> torch.Tensor:
+        """The predicted latent after `latents`, from the last `n_latent_frames` of them (the trained window)."""
+        context = latents[:, -self.config.n_latent_frames :]
+        return context[:, -1:] + self.predict_deltas(context)[:, -1:]
+
+    def _finish(self, decoded: torch.Tensor, last_frame: torch.Tensor, last_reconstruction: torch.Tensor):
+        """The predicted frames from the decoded ones: with `field_residual`, the decoded change added to the last
+        true frame (`last_reconstruction` is the decoder's version of it, from the same latent history)."""
+        if not self.config.field_residual:
+            return decoded
+        return last_frame.to(decoded.dtype) + (decoded - last_reconstruction)
 
     def predict_deltas(self, latents: torch.Tensor) -> torch.Tensor:
         """Transformer output for every latent frame: entry `i` is the predicted `latent[i+1] - latent[i]`,
@@ -418,26 +442,18 @@ class PhysfmDynamicsModel(PhysfmDynamicsPreTrainedModel):
         self, input_fields: torch.Tensor, field_names: list[str], periodic: list[bool]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         latents = self.encode(input_fields, field_names, periodic)
-        next_latent = latents[:, -1:] + self.predict_deltas(latents)[:, -1:]
+        next_latent = self._next_latent(latents)
         # Decode the context latents together with the predicted one and keep the last t frames. The decoder is
         # causal in time, so the kept frames see exactly the latent history they saw in tokeniser pretraining
         # (real previous latents in their temporal receptive field, not a replicated first frame), and the
         # earlier frames cannot depend on the prediction. Decoding the predicted latent alone would be wrong
         # twice: the decoder would treat it as a first latent (which decodes to ONE frame, not t) and would pad
         # its past with copies of itself.
-        decoded = self.tokeniser.decode(
-            torch.cat([latents, next_latent], dim=1),
-            spatial_compression=self.config.spatial_compression,
-            temporal_compression=self.config.temporal_compression,
-            field_names=field_names,
-            periodic=periodic,
-            spatial_shape=tuple(input_fields.shape[2:-1]),
-        )
+        decoded = self._decode(torch.cat([latents, next_latent], dim=1), field_names, periodic,
+                               tuple(input_fields.shape[2:-1]))
         t = self.config.temporal_compression
-        prediction = decoded[:, -t:]
-        if self.config.field_residual:
-            # decoded[:, -t - 1] reconstructs the last input frame from the same latent history.
-            prediction = input_fields[:, -1:].to(prediction.dtype) + (prediction - decoded[:, -t - 1 : -t])
+        # decoded[:, -t - 1] reconstructs the last input frame from the same latent history.
+        prediction = self._finish(decoded[:, -t:], input_fields[:, -1:], decoded[:, -t - 1 : -t])
         return prediction, next_latent
 
     @torch.no_grad()
@@ -447,14 +463,34 @@ class PhysfmDynamicsModel(PhysfmDynamicsPreTrainedModel):
         n_steps: int,
         field_names: list[str] | None = None,
         periodic: list[bool] | None = None,
+        stream: bool = False,
+        use_cache: bool = True,
+        progress=None,
     ) -> torch.Tensor:
-        """Autoregressive rollout with a sliding window of `n_steps_input` frames.
+        """Autoregressive rollout from the last `n_steps_input` frames of `fields`.
+
+        Two ways to see the past, both causal in time:
+
+        - `stream=False` (default): a sliding window. Every step re-encodes the last `n_steps_input` frames as
+          a clip of their own (its past padded with its first frame), exactly as the model saw windows in
+          training.
+        - `stream=True`: the tokeniser sees the whole trajectory so far as one causal stream, as video VAEs
+          encode long clips, and the transformer the last `n_latent_frames` latents of it. With
+          `use_cache=True` a `TemporalCache` carries every causal time kernel's past, so a step encodes only
+          its `t` new frames and decodes one latent: it equals `use_cache=False` (which re-encodes the whole
+          history, a cost growing with the rollout) to float precision, at a fraction of the cost of either
+          mode uncached. Its latents see more history than a training window did; a window's first frames are
+          no longer padded with copies.
+
+        The transformer's input is the trained window of `n_latent_frames` latents in both modes: its learned
+        time positions move with the window, so its activations cannot be carried from step to step.
 
         Args:
-            fields: initial frames `[batch, T >= n_steps_input, *space, n_fields]` (normalised); the last
-                `n_steps_input` frames are the first window.
+            fields: initial frames `[batch, T >= n_steps_input, *space, n_fields]` (normalised).
             n_steps: number of future frames to predict.
             field_names, periodic: as in `forward`.
+            stream, use_cache: see above (`use_cache` applies to `stream=True`).
+            progress: optional callable called with the number of frames each step adds (e.g. `tqdm.update`).
 
         Returns:
             `[batch, n_steps, *space, n_fields]`. The model runs in eval mode (no dropout) and is put back
@@ -466,20 +502,64 @@ class PhysfmDynamicsModel(PhysfmDynamicsPreTrainedModel):
         n_in = self.config.n_steps_input
         self._check_fields(fields, "fields", field_names, min_steps=n_in)
         fields = fields.to(self.dtype)
+        steps = self._stream_steps if stream else self._window_steps
         was_training = self.training
         self.eval()
         try:
-            window = fields[:, -n_in:]
-            predictions = []
-            produced = 0
-            while produced < n_steps:
-                prediction, _ = self._step(window, field_names, periodic)
+            predictions, produced = [], 0
+            for prediction in steps(fields[:, -n_in:], field_names, periodic, use_cache):
                 predictions.append(prediction)
                 produced += prediction.shape[1]
-                window = torch.cat([window, prediction], dim=1)[:, -n_in:]
+                if progress is not None:
+                    progress(prediction.shape[1])
+                if produced >= n_steps:
+                    break
         finally:
             self.train(was_training)
         return torch.cat(predictions, dim=1)[:, :n_steps]
+
+    def _window_steps(self, window: torch.Tensor, field_names: list[str], periodic: list[bool], use_cache: bool):
+        """Predictions of the sliding-window rollout, `t` frames at a time, without end."""
+        n_in = window.shape[1]
+        while True:
+            prediction, _ = self._step(window, field_names, periodic)
+            yield prediction
+            window = torch.cat([window, prediction], dim=1)[:, -n_in:]
+
+    def _stream_steps(self, window: torch.Tensor, field_names: list[str], periodic: list[bool], use_cache: bool):
+        """Predictions of the streaming rollout, `t` frames at a time, without end.
+
+        Cached, the encoder stream takes each step's `t` predicted frames and the decoder stream the latent they
+        encode to; the predicted latent is decoded on a fork of the decoder stream, since the stream's own next
+        latent is the re-encoded prediction. Uncached, the same latents and frames come from re-encoding and
+        re-decoding the whole history.
+        """
+        t, space = self.config.temporal_compression, tuple(window.shape[2:-1])
+        encoder = decoder = None
+        if use_cache:
+            encoder, decoder = TemporalCache(), TemporalCache()
+        history = window
+        latents = self.encode(window, field_names, periodic, cache=encoder)
+        if use_cache:
+            last_reconstruction = self._decode(latents, field_names, periodic, space, cache=decoder)[:, -1:]
+        while True:
+            next_latent = self._next_latent(latents)
+            if use_cache:
+                decoded = self._decode(next_latent, field_names, periodic, space, cache=decoder.copy())
+            else:
+                decoded = self._decode(torch.cat([latents, next_latent], dim=1), field_names, periodic, space)
+                decoded, last_reconstruction = decoded[:, -t:], decoded[:, -t - 1 : -t]
+            prediction = self._finish(decoded, history[:, -1:], last_reconstruction)
+            yield prediction
+            if use_cache:
+                history = prediction  # the caches hold all the past the tokeniser needs
+                new_latent = self.encode(prediction, field_names, periodic, cache=encoder)
+                last_reconstruction = self._decode(new_latent, field_names, periodic, space, cache=decoder)[:, -1:]
+                # Only the transformer's window of latents is kept: memory stays flat however long the rollout.
+                latents = torch.cat([latents, new_latent], dim=1)[:, -self.config.n_latent_frames :]
+            else:
+                history = torch.cat([history, prediction], dim=1)
+                latents = self.encode(history, field_names, periodic)
 
     # ---------------------------------------------------------------------------------------------- checks
     def _resolve_fields(

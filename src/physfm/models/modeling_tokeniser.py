@@ -25,6 +25,7 @@ from .layers import (
     CausalResBlock,
     FieldConv,
     SpatialConv,
+    TemporalCache,
     TemporalConv,
     compression_schedule,
     upsample,
@@ -88,14 +89,15 @@ class PhysfmTokeniserEncoderLevel(nn.Module):
             self.downsample = SpatialConv(widths[level], widths[level + 1], config.kernel_size, d)
             self.downsample_time = TemporalConv(widths[level + 1], widths[level + 1], config.temporal_kernel_size)
 
-    def forward(self, x: torch.Tensor, periodic: Sequence[bool], strides: tuple[int, int] | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, periodic: Sequence[bool], strides: tuple[int, int] | None,
+                cache: TemporalCache | None = None) -> torch.Tensor:
         for block in self.blocks:
-            x = block(x, periodic)
+            x = block(x, periodic, cache)
         if strides is None:
             return x
         stride_time, stride_space = strides
         x = self.downsample(self.act(x), periodic, stride_space)
-        return self.downsample_time(x, stride=2) if stride_time == 2 else x
+        return self.downsample_time(x, stride=2, cache=cache) if stride_time == 2 else x
 
 
 class PhysfmTokeniserDecoderLevel(nn.Module):
@@ -112,15 +114,17 @@ class PhysfmTokeniserDecoderLevel(nn.Module):
             self.upsample_time = TemporalConv(widths[level], widths[level], config.temporal_kernel_size)
             self.upsample = SpatialConv(widths[level], widths[level - 1], config.kernel_size, d)
 
-    def forward(self, x: torch.Tensor, periodic: Sequence[bool], factors: tuple[int, int] | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, periodic: Sequence[bool], factors: tuple[int, int] | None,
+                cache: TemporalCache | None = None) -> torch.Tensor:
         for block in self.blocks:
-            x = block(x, periodic)
+            x = block(x, periodic, cache)
         if factors is None:
             return x
         factor_time, factor_space = factors
         x = self.act(x)
         if factor_time > 1:
-            x = self.upsample_time(upsample(x, factor_time, 1))
+            stream_start = cache is None or cache.frames == 0
+            x = self.upsample_time(upsample(x, factor_time, 1, stream_start), cache=cache)
         return self.upsample(x, periodic, upsample=factor_space)
 
 
@@ -139,11 +143,12 @@ class PhysfmTokeniserEncoder(nn.Module):
         )
 
     def forward(
-        self, x: torch.Tensor, field_index: list[int], periodic: Sequence[bool], schedule: list[tuple[int, int]]
+        self, x: torch.Tensor, field_index: list[int], periodic: Sequence[bool], schedule: list[tuple[int, int]],
+        cache: TemporalCache | None = None,
     ) -> torch.Tensor:
         x = self.field_in(x, field_index, periodic)
         for level, strides in enumerate([*schedule, None]):
-            x = self.levels[level](x, periodic, strides)
+            x = self.levels[level](x, periodic, strides, cache)
         return self.latent_heads[str(len(schedule))](self.act(x), periodic)
 
 
@@ -162,11 +167,12 @@ class PhysfmTokeniserDecoder(nn.Module):
         self.field_out = FieldConv(len(config.field_names), widths[0], "out", config.kernel_size, d)
 
     def forward(
-        self, z: torch.Tensor, field_index: list[int], periodic: Sequence[bool], schedule: list[tuple[int, int]]
+        self, z: torch.Tensor, field_index: list[int], periodic: Sequence[bool], schedule: list[tuple[int, int]],
+        cache: TemporalCache | None = None,
     ) -> torch.Tensor:
         x = self.latent_heads[str(len(schedule))](z, periodic)
         for level in range(len(schedule), -1, -1):
-            x = self.levels[level](x, periodic, schedule[level - 1] if level > 0 else None)
+            x = self.levels[level](x, periodic, schedule[level - 1] if level > 0 else None, cache)
         return self.field_out(self.act(x), field_index, periodic)
 
 
@@ -363,6 +369,7 @@ class PhysfmTokeniserModel(PhysfmTokeniserPreTrainedModel):
         temporal_compression: int | None = None,
         field_names: Sequence[str] | None = None,
         periodic: Sequence[bool] | None = None,
+        cache: TemporalCache | None = None,
     ) -> torch.Tensor:
         """Encodes ``fields [B, T, *space, C]`` into latents ``[B, 1 + (T - 1) // t, *ceil(space / s), D]``.
 
@@ -370,6 +377,10 @@ class PhysfmTokeniserModel(PhysfmTokeniserPreTrainedModel):
         on periodic axes, replicated elsewhere) up to the next multiple; :meth:`decode` with ``spatial_shape=``
         crops it back (``forward`` does both). ``None`` arguments take the config's defaults; ``field_names``
         names the ``C`` fields present, a subset of the vocabulary in any order.
+
+        ``cache`` (a :class:`~physfm.models.layers.TemporalCache`) encodes a long clip chunk by chunk: the first
+        chunk has ``1 + k * t`` frames, every later one ``k * t`` (``k >= 1``) and gives ``k`` latent frames, and
+        the concatenated latents equal those of the whole clip. Each chunk costs only its own frames.
         """
         self._check_tensor(fields, "fields", "fields")
         fields = fields.to(self.dtype)  # simulators return float64: compute in the model's dtype
@@ -377,14 +388,25 @@ class PhysfmTokeniserModel(PhysfmTokeniserPreTrainedModel):
         index = self._field_index(field_names, fields.shape[-1], "fields")
         periodic = self._resolve_periodic(periodic)
         n_frames = fields.shape[1]
-        if (n_frames - 1) % t:
+        continuing = cache is not None and cache.frames > 0
+        if continuing and n_frames % t:
+            raise ValueError(
+                f"fields has T={n_frames} frames (shape {tuple(fields.shape)}); a later chunk of a cached stream "
+                f"with temporal_compression={t} must have a multiple of {t} frames."
+            )
+        if not continuing and (n_frames - 1) % t:
             below = 1 + (n_frames - 1) // t * t
             raise ValueError(
                 f"fields has T={n_frames} frames (shape {tuple(fields.shape)}); with temporal_compression={t} "
                 f"T must be 1 + k*{t}: the nearest valid lengths are {below} and {below + t}."
             )
         x = _pad_to_multiple(fields, s, periodic)
-        return self.encoder(x, index, periodic, compression_schedule(s, t))
+        if cache is not None:
+            cache.check(("encode", s, t, tuple(index), periodic, fields.shape[0], *fields.shape[2:-1]))
+        latents = self.encoder(x, index, periodic, compression_schedule(s, t), cache)
+        if cache is not None:
+            cache.frames += n_frames
+        return latents
 
     def decode(
         self,
@@ -394,12 +416,16 @@ class PhysfmTokeniserModel(PhysfmTokeniserPreTrainedModel):
         field_names: Sequence[str] | None = None,
         periodic: Sequence[bool] | None = None,
         spatial_shape: Sequence[int] | None = None,
+        cache: TemporalCache | None = None,
     ) -> torch.Tensor:
         """Decodes latents ``[B, T', *space', D]`` into fields ``[B, 1 + (T' - 1) * t, *space, C]``.
 
         ``space = space' * s`` unless ``spatial_shape`` is given, in which case the output is cropped to it (use
         the input's spatial shape when it was not a multiple of ``s``). ``field_names`` picks the fields to
         produce (default: the whole vocabulary).
+
+        ``cache`` (a :class:`~physfm.models.layers.TemporalCache`) decodes a latent stream chunk by chunk: later
+        chunks give ``T' * t`` frames, and the concatenation equals decoding the whole stream at once.
         """
         self._check_tensor(latents, "latents", "latent_channels")
         latents = latents.to(self.dtype)
@@ -423,7 +449,11 @@ class PhysfmTokeniserModel(PhysfmTokeniserPreTrainedModel):
                     f"{tuple(latents.shape[2:-1])} at spatial_compression={s}: each size must lie in "
                     f"({tuple(f - s for f in full)}, {full}]."
                 )
-        x = self.decoder(latents, index, periodic, compression_schedule(s, t))
+        if cache is not None:
+            cache.check(("decode", s, t, tuple(index), periodic, latents.shape[0], *latents.shape[2:-1]))
+        x = self.decoder(latents, index, periodic, compression_schedule(s, t), cache)
+        if cache is not None:
+            cache.frames += latents.shape[1]
         if spatial_shape is not None and spatial_shape != full:
             x = x[(slice(None), slice(None), *[slice(0, n) for n in spatial_shape])]
         return x
