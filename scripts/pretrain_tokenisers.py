@@ -14,8 +14,10 @@ It ends with a summary table. The defaults are a CPU-sized run (minutes); raise 
 
     python scripts/pretrain_tokenisers.py --out runs/tokenisers --systems shear_flow gray_scott_reaction_diffusion
     python scripts/pretrain_tokenisers.py --out runs/tokenisers --push --hub-org physfm
+    # tokeniser-turbulence-3d as its card reports it (~3 min on one CPU thread):
     python scripts/pretrain_tokenisers.py --out runs/tokenisers --systems navier_stokes_3d --resolution 16 \
-        --cards-dir model_cards/rendered   # tokeniser-turbulence-3d, as published (see its card)
+        --max-steps 300 --batch-size 4 --model-config '{"hidden_channels": 16, "spatial_compressions": [2, 4, 8]}' \
+        --cards-dir model_cards/rendered
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from physfm.data import read_well_metadata
 from physfm.hub import push_to_hub, render_model_card
 from physfm.models import PhysfmTokeniserModel
 from physfm.selection import evaluate_reconstruction
@@ -115,7 +118,9 @@ def pretrain(name: str, system: str, datasets: list[Path], args: argparse.Namesp
     card = render_model_card(
         model, repo_id, physical_system=system, eval_results=evals,
         dataset_name=system if len(datasets) == 1 else "multi",
-        training={"data": ", ".join(d.name for d in datasets), "steps": result.steps,
+        training={"data": ", ".join(f"{d.name} ({'x'.join(map(str, read_well_metadata(d).spatial_shape))} grid)"
+                                    for d in datasets),
+                  "steps": result.steps,
                   "clips": f"{1 + 2 * max(model.config.temporal_compressions)} frames, {args.dt_stride} stored "
                            "frames apart, one compression ratio drawn per batch",
                   "batch size": args.batch_size, "learning rate": f"{args.learning_rate:g} (cosine)",
