@@ -1,24 +1,38 @@
-"""Training throughput of the physfm tokeniser beside diffusers' AutoencoderKLCogVideoX, in one run.
+"""Training throughput of the physfm tokeniser beside a peer autoencoder, in one run; in 3-D also peak memory.
 
 Both autoencoders get the same input (a clip of physical fields, ``1 + 8k`` frames, which CogVideoX's frame
-batching expects) and run forward + backward of a reconstruction MSE. The peer is sized to the physfm
-tokeniser's parameter count and runs at its fixed compression (8x space, 4x time); physfm runs at the same
-ratio, chosen at run time. The script also measures this machine's fp32 matmul throughput and reports each
-model's FLOP utilisation against it (FLOPs counted with ``torch.utils.flop_counter``).
+batching expects) and run forward + backward of a reconstruction MSE. The script also measures this machine's
+fp32 matmul throughput and reports each model's FLOP utilisation against it (FLOPs counted with
+``torch.utils.flop_counter``). Peers:
 
-    python scripts/benchmark_tokeniser.py            # defaults: ~2-3 min on 2 CPU cores
+- ``cogvideox`` (2-D default): diffusers' AutoencoderKLCogVideoX, sized to the physfm tokeniser's parameter count,
+  at its fixed compression (8x space, 4x time); physfm runs at the same ratio, chosen at run time. CogVideoX is a
+  video (2-D space + time) autoencoder, so it has no 3-D counterpart.
+- ``plain`` (3-D default): the plain convolutional autoencoder of ``plain_autoencoder.py`` (4x space, frame by
+  frame), its width chosen to match physfm's parameter count; physfm runs at 4x space, 1x time, so both have the
+  same latent size.
+
+With ``--dims 3`` the script also measures the peak memory of one training step (batch 1) on a
+``--memory-size``^3 x ``--frames`` clip, each model in a fresh process: peak RSS above the RSS before the step on
+CPU, ``torch.cuda.max_memory_allocated`` on CUDA.
+
+    python scripts/benchmark_tokeniser.py            # 2-D defaults: ~2-3 min on 2 CPU cores
     python scripts/benchmark_tokeniser.py --threads 1 --clock cpu   # on a machine shared with other jobs
+    python scripts/benchmark_tokeniser.py --dims 3 --threads 1 --clock cpu
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 
 import torch
 import torch.nn.functional as F
+from plain_autoencoder import PlainAutoencoder  # scripts/, beside this file
 from torch.utils.flop_counter import FlopCounterMode
 
 from physfm.models import PhysfmTokeniserConfig, PhysfmTokeniserModel
@@ -96,59 +110,138 @@ def cogvideox_matched(n_target: int, n_fields: int, latent_channels: int):
     return best[1], best[2]
 
 
+def plain_matched(n_target: int, n_fields: int, latent_channels: int, n_spatial_dims: int):
+    """A PlainAutoencoder whose width gives the parameter count closest to ``n_target``."""
+    models = (PlainAutoencoder(n_fields, latent_channels, width, n_spatial_dims) for width in range(4, 257, 4))
+    model = min(models, key=lambda m: abs(n_params(m) - n_target))
+    return model, dict(width=model.encoder[0].out_channels)
+
+
+def peak_memory_bytes(model: torch.nn.Module, fields: torch.Tensor, step_kwargs: dict) -> tuple[int, int]:
+    """(peak above the start of one forward + backward step, resident before it), in bytes, on fields' device."""
+    device = fields.device
+    model = model.to(device).train()
+
+    def step() -> None:
+        output = model(fields, **step_kwargs)
+        loss = output.loss if hasattr(output, "loss") else F.mse_loss(output, fields)
+        loss.backward()
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        step()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated(device) - before, before
+    # Linux keeps a peak-RSS mark (VmHWM); writing 5 to clear_refs resets it to the current RSS, so the mark
+    # after the step is the step's own peak (ru_maxrss cannot be reset, and a spawned child inherits its parent's).
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")
+    before = _status_bytes("VmRSS")
+    step()
+    return _status_bytes("VmHWM") - before, before
+
+
+def _status_bytes(key: str) -> int:
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith(key + ":"))
+    return int(line.split()[1]) * 1024  # reported in kB
+
+
+def _memory_child(queue, build: Callable[[], torch.nn.Module], shape: tuple, device: str, kwargs: dict,
+                  threads: int) -> None:
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    queue.put(peak_memory_bytes(build(), torch.randn(shape, device=device), kwargs))
+
+
+def measure_memory(build: Callable[[], torch.nn.Module], shape: tuple, device: str, kwargs: dict) -> tuple[int, int]:
+    """Runs :func:`peak_memory_bytes` in a fresh process, so one model's peak does not hide the other's."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    child = context.Process(target=_memory_child, args=(queue, build, shape, device, kwargs, torch.get_num_threads()))
+    child.start()
+    result = queue.get()
+    child.join()
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="benchmark_tokeniser", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dims", type=int, choices=[2, 3], default=2, help="spatial dimensions of the fields")
     # Batch 2, not 1: for a single sample PyTorch's CPU heuristic sends small 3-D convolutions (forward and
     # backward) to its reference kernel, 2-3x slower than oneDNN, for both models alike.
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--frames", type=int, default=9, help="1 + 8k (CogVideoX batches frames by 8)")
-    parser.add_argument("--size", type=int, default=64, help="square grid side")
-    parser.add_argument("--fields", type=int, default=4)
+    parser.add_argument("--size", type=int, default=None, help="grid side, every axis (default 64 in 2-D, 16 in 3-D)")
+    parser.add_argument("--memory-size", type=int, default=32, help="3-D: grid side of the peak-memory clip")
+    parser.add_argument("--fields", type=int, default=None, help="default 4 in 2-D, 5 in 3-D (navier_stokes_3d's)")
     parser.add_argument("--repeats", type=int, default=5, help="timed steps per model (after one warm-up)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--peer", choices=["cogvideox", "none"], default="cogvideox",
-                        help="none: time physfm alone (where diffusers is not installed)")
+    parser.add_argument("--peer", choices=["cogvideox", "plain", "none"], default=None,
+                        help="default cogvideox in 2-D, plain in 3-D; none: time physfm alone")
     parser.add_argument(
         "--clock", choices=["wall", "cpu"], default="wall",
         help="cpu: this process's CPU time, for a shared machine with --threads 1 (other jobs' load then "
         "does not count against either model)",
     )
     args = parser.parse_args(argv)
+    peer_name = args.peer or ("cogvideox" if args.dims == 2 else "plain")
+    if peer_name == "cogvideox" and args.dims == 3:
+        parser.error("--peer cogvideox: CogVideoX is a 2-D video autoencoder; a 3-D run takes --peer plain or none")
+    size = args.size or (64 if args.dims == 2 else 16)
+    n_fields = args.fields or (4 if args.dims == 2 else 5)
+    # CogVideoX fixes 8x space / 4x time; the plain peer 4x space, no time compression (equal latent sizes).
+    spatial, temporal = (8, 4) if peer_name == "cogvideox" or (peer_name == "none" and args.dims == 2) else (4, 1)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if args.clock == "cpu" and device.type != "cpu":
-        raise ValueError(f"--clock cpu times CPU work; it cannot time --device {args.device}.")
+        parser.error(f"--clock cpu times CPU work; it cannot time --device {args.device}")
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     # Plain fp32 everywhere (cuDNN would otherwise use TF32 for convolutions but not for the matmul peak).
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.manual_seed(0)
 
-    field_names = [f"field_{i}" for i in range(args.fields)]
-    ours = PhysfmTokeniserModel(PhysfmTokeniserConfig(field_names=field_names)).to(device).train()
-    fields = torch.randn(args.batch, args.frames, args.size, args.size, args.fields, device=device)
+    field_names = [f"field_{i}" for i in range(n_fields)]
+    config = PhysfmTokeniserConfig(field_names=field_names, n_spatial_dims=args.dims)
+    ours = PhysfmTokeniserModel(config).to(device).train()
+    fields = torch.randn(args.batch, args.frames, *[size] * args.dims, n_fields, device=device)
+    ratio = dict(spatial_compression=spatial, temporal_compression=temporal)
 
     def ours_step(x: torch.Tensor) -> None:
         ours.zero_grad(set_to_none=True)
-        ours(x, spatial_compression=8, temporal_compression=4).loss.backward()
+        ours(x, **ratio).loss.backward()
 
-    def peer_step(x: torch.Tensor) -> None:
+    def cogvideox_step(x: torch.Tensor) -> None:
         peer.zero_grad(set_to_none=True)
         x = x.permute(0, 4, 1, 2, 3).contiguous()  # CogVideoX's [b, c, t, h, w]
         F.mse_loss(peer(x).sample, x).backward()
 
+    def plain_step(x: torch.Tensor) -> None:
+        peer.zero_grad(set_to_none=True)
+        F.mse_loss(peer(x), x).backward()
+
     steps = {"physfm": ours_step}
-    if args.peer == "cogvideox":
-        peer, peer_shape = cogvideox_matched(n_params(ours), args.fields, ours.config.latent_channels)
+    if peer_name == "cogvideox":
+        peer, peer_shape = cogvideox_matched(n_params(ours), n_fields, config.latent_channels)
+        steps["cogvideox"] = cogvideox_step
+    elif peer_name == "plain":
+        peer, peer_shape = plain_matched(n_params(ours), n_fields, config.latent_channels, args.dims)
+        steps["plain"] = plain_step
+    if peer_name != "none":
         peer = peer.to(device).train()
-        steps["cogvideox"] = peer_step
-    print(f"input [batch, time, x, y, fields] = {tuple(fields.shape)}, compression 8x space, 4x time, "
-          f"device {device}, {torch.get_num_threads()} threads, {args.clock} clock")
-    print(f"physfm tokeniser   : {n_params(ours) / 1e6:.2f} M params (default config)")
-    if "cogvideox" in steps:
-        print(f"CogVideoX VAE      : {n_params(peer) / 1e6:.2f} M params {peer_shape}")
+    axes = "x, y" if args.dims == 2 else "x, y, z"
+    print(f"input [batch, time, {axes}, fields] = {tuple(fields.shape)}, compression {spatial}x space, "
+          f"{temporal}x time, device {device}, {torch.get_num_threads()} threads, {args.clock} clock")
+    if args.dims == 3:
+        print("CogVideoX          : no 3-D peer (a 2-D video autoencoder); the peer is a plain 3-D conv autoencoder")
+    print(f"physfm tokeniser   : {n_params(ours) / 1e6:.2f} M params (default config, {args.dims}-D)")
+    if peer_name != "none":
+        print(f"{peer_name + ' peer':<19}: {n_params(peer) / 1e6:.2f} M params {peer_shape}")
 
     flops = {name: count_flops(step, fields) for name, step in steps.items()}  # also the warm-up
     peak_before = matmul_gflops(device, 2048 if device.type == "cpu" else 8192, 5, clock)
@@ -158,16 +251,29 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"fp32 matmul        : {peak:.1f} GFLOP/s (best of before {peak_before:.1f} / after {peak_after:.1f})")
     print(f"{'model':<10} {'samples/s':>10} {'step ms':>9} {'GFLOP/step':>11} {'GFLOP/s':>9} {'utilisation':>12}")
-    rate = {}
+    rate, achieved = {}, {}
     for name in steps:
         seconds = statistics.median(times[name])
         rate[name] = args.batch / seconds
-        achieved = flops[name] / seconds / 1e9
-        print(f"{name:<10} {rate[name]:>10.3f} {seconds * 1e3:>9.1f} {flops[name] / 1e9:>11.2f} {achieved:>9.1f} "
-              f"{achieved / peak:>11.1%}")
-    if "cogvideox" in rate:
-        print(f"throughput ratio physfm / CogVideoX (forward+backward samples/s): "
-              f"{rate['physfm'] / rate['cogvideox']:.2f}x")
+        achieved[name] = flops[name] / seconds / 1e9
+        print(f"{name:<10} {rate[name]:>10.3f} {seconds * 1e3:>9.1f} {flops[name] / 1e9:>11.2f} "
+              f"{achieved[name]:>9.1f} {achieved[name] / peak:>11.1%}")
+    if peer_name != "none":
+        print(f"ratios physfm / {peer_name}: throughput (forward+backward samples/s) "
+              f"{rate['physfm'] / rate[peer_name]:.2f}x, FLOP utilisation {achieved['physfm'] / achieved[peer_name]:.2f}x")
+
+    if args.dims == 3:
+        shape = (1, args.frames, *[args.memory_size] * 3, n_fields)
+        builds = {"physfm": (partial(PhysfmTokeniserModel, config), ratio)}
+        if peer_name == "plain":
+            builds["plain"] = (partial(PlainAutoencoder, n_fields, config.latent_channels, peer_shape["width"], 3), {})
+        memory = {name: measure_memory(build, shape, args.device, kwargs) for name, (build, kwargs) in builds.items()}
+        kind = "allocated (torch.cuda)" if device.type == "cuda" else "RSS"
+        for name, (peak_bytes, before) in memory.items():
+            print(f"peak memory {name:<7}: {peak_bytes / 2**20:.0f} MiB {kind} above the {before / 2**20:.0f} MiB "
+                  f"before one training step on {shape}")
+        if "plain" in memory:
+            print(f"peak memory ratio physfm / plain: {memory['physfm'][0] / memory['plain'][0]:.2f}x")
     return 0
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from plain_autoencoder import PlainAutoencoder  # scripts/, beside this file
 from torch import nn
 
 from physfm.data import WellWindowDataset
@@ -44,30 +45,6 @@ from physfm.simulate import generate
 from physfm.training import ratio_balanced_objective
 
 FIELDS = ["tracer", "pressure", "velocity_x", "velocity_y"]
-
-
-class PlainAutoencoder(nn.Module):
-    """The peer: a plain 2-D convolutional autoencoder at 4x spatial compression, on single frames."""
-
-    def __init__(self, n_fields: int, latent_channels: int = 16, width: int = 32):
-        super().__init__()
-        circular = dict(padding_mode="circular")
-        self.encoder = nn.Sequential(
-            nn.Conv2d(n_fields, width, 3, padding=1, **circular), nn.GELU(),
-            nn.Conv2d(width, 2 * width, 4, stride=2, padding=1, **circular), nn.GELU(),
-            nn.Conv2d(2 * width, 2 * width, 4, stride=2, padding=1, **circular), nn.GELU(),
-            nn.Conv2d(2 * width, latent_channels, 1),
-        )
-        self.decoder = nn.Sequential(
-            nn.Conv2d(latent_channels, 2 * width, 1), nn.GELU(),
-            nn.Upsample(scale_factor=2), nn.Conv2d(2 * width, 2 * width, 3, padding=1, **circular), nn.GELU(),
-            nn.Upsample(scale_factor=2), nn.Conv2d(2 * width, width, 3, padding=1, **circular), nn.GELU(),
-            nn.Conv2d(width, n_fields, 3, padding=1, **circular),
-        )
-
-    def forward(self, fields: torch.Tensor) -> torch.Tensor:  # [B, 1, H, W, C]
-        x = fields[:, 0].permute(0, 3, 1, 2)
-        return self.decoder(self.encoder(x)).permute(0, 2, 3, 1).unsqueeze(1)
 
 
 Forward = Callable[[torch.Tensor, int], torch.Tensor]  # (frames, spatial compression) -> reconstruction

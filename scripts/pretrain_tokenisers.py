@@ -14,6 +14,10 @@ It ends with a summary table. The defaults are a CPU-sized run (minutes); raise 
 
     python scripts/pretrain_tokenisers.py --out runs/tokenisers --systems shear_flow gray_scott_reaction_diffusion
     python scripts/pretrain_tokenisers.py --out runs/tokenisers --push --hub-org physfm
+    # tokeniser-turbulence-3d as its card reports it (~3 min on one CPU thread):
+    python scripts/pretrain_tokenisers.py --out runs/tokenisers --systems navier_stokes_3d --resolution 16 \
+        --max-steps 300 --batch-size 4 --model-config '{"hidden_channels": 16, "spatial_compressions": [2, 4, 8]}' \
+        --cards-dir model_cards/rendered
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from physfm.data import read_well_metadata
 from physfm.hub import push_to_hub, render_model_card
 from physfm.models import PhysfmTokeniserModel
 from physfm.selection import evaluate_reconstruction
@@ -32,7 +37,7 @@ from physfm.simulate import SYSTEMS, generate
 from physfm.training import train
 
 # Hub names are short and hyphenated: physfm/tokeniser-gray-scott, not ..._reaction_diffusion.
-REPO_NAMES = {"gray_scott_reaction_diffusion": "gray-scott"}
+REPO_NAMES = {"gray_scott_reaction_diffusion": "gray-scott", "navier_stokes_3d": "turbulence-3d"}
 DEFAULT_SYSTEMS = ["shear_flow", "gray_scott_reaction_diffusion", "euler_multi_quadrants", "acoustic_wave"]
 # The default PhysfmTokeniserConfig is the CPU-sized one; GPU runs pass PhysfmTokeniserConfig.for_gpu()'s
 # settings: --model-config '{"hidden_channels": 64, "channel_multipliers": [1, 2, 4, 4, 4],
@@ -49,7 +54,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--systems", nargs="+", default=DEFAULT_SYSTEMS, help=f"Systems, from {sorted(SYSTEMS)}.")
     parser.add_argument("--no-multi", action="store_true", help="Skip the tokeniser-multi checkpoint (all systems).")
     parser.add_argument("--data-root", help="Use <data-root>/<system> instead of simulating.")
-    parser.add_argument("--resolution", default="32x32", help="Simulated grid, HxW.")
+    parser.add_argument("--resolution", default="32",
+                        help="Simulated grid: N (N per axis, for 2-D and 3-D systems alike), HxW or HxWxD.")
     parser.add_argument("--n-trajectories", type=int, default=10)
     parser.add_argument("--n-steps", type=int, default=40, help="Stored time steps per simulated trajectory.")
     parser.add_argument("--dt-stride", type=int, default=4,
@@ -69,7 +75,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = sorted(set(args.systems) - set(SYSTEMS))
     if unknown:
         parser.error(f"--systems: unknown {unknown}; expected some of {sorted(SYSTEMS)}")
+    dims = {system: n_spatial_dims(system) for system in args.systems}
+    if not args.no_multi and len(args.systems) > 1 and len(set(dims.values())) > 1:
+        parser.error(f"--systems: tokeniser-multi needs systems of one dimensionality, got {dims}; "
+                     "pass --no-multi or choose 2-D or 3-D systems only")
     return args
+
+
+def n_spatial_dims(system: str) -> int:
+    return len(SYSTEMS[system].periodic)
+
+
+def resolution_for(system: str, resolution: str) -> str:
+    """``--resolution`` for one system: a single N means N along each of the system's axes."""
+    return resolution if "x" in resolution else "x".join([resolution] * n_spatial_dims(system))
 
 
 def dataset_for(system: str, args: argparse.Namespace, out: Path) -> Path:
@@ -80,7 +99,7 @@ def dataset_for(system: str, args: argparse.Namespace, out: Path) -> Path:
         return path
     path = out / "data" / system
     if not (path / "stats.yaml").is_file():  # simulated once, reused by later invocations
-        generate(system, path, n_trajectories=args.n_trajectories, resolution=args.resolution,
+        generate(system, path, n_trajectories=args.n_trajectories, resolution=resolution_for(system, args.resolution),
                  n_steps=args.n_steps, seed=args.seed, device=args.device)
     return path
 
@@ -99,7 +118,9 @@ def pretrain(name: str, system: str, datasets: list[Path], args: argparse.Namesp
     card = render_model_card(
         model, repo_id, physical_system=system, eval_results=evals,
         dataset_name=system if len(datasets) == 1 else "multi",
-        training={"data": ", ".join(d.name for d in datasets), "steps": result.steps,
+        training={"data": ", ".join(f"{d.name} ({'x'.join(map(str, read_well_metadata(d).spatial_shape))} grid)"
+                                    for d in datasets),
+                  "steps": result.steps,
                   "clips": f"{1 + 2 * max(model.config.temporal_compressions)} frames, {args.dt_stride} stored "
                            "frames apart, one compression ratio drawn per batch",
                   "batch size": args.batch_size, "learning rate": f"{args.learning_rate:g} (cosine)",

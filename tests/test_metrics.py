@@ -9,7 +9,8 @@ from physfm.metrics import binned_spectral_mse, mse, nrmse, vrmse
 
 peer = pytest.importorskip("the_well.benchmark.metrics")
 
-SHAPES = [((2, 3, 16, 24, 4), 2), ((4, 32, 3), 1), ((2, 6, 8, 10, 2), 3), ((1, 17, 9, 1), 2)]
+SHAPES = [((2, 3, 16, 24, 4), 2), ((4, 32, 3), 1), ((2, 6, 8, 10, 2), 3), ((1, 17, 9, 1), 2),
+          ((2, 3, 8, 6, 10, 5), 3)]  # the last: [batch, time, x, y, z, fields], as 3-D models emit
 
 
 def _pair(shape):

@@ -149,13 +149,17 @@ def _eval_table(rows: Sequence[dict], split: str) -> str:
 
 def _usage(repo_id: str, facts: dict) -> str:
     fields = facts["field_names"]
+    # The snippet's grid: 64 per axis in 2-D, 32 in 3-D (a 64^3 clip is large for a first try on a laptop).
+    n_dims = facts["n_spatial_dims"]
+    side = 64 if n_dims == 2 else 32
+    grid, axes = ", ".join([str(side)] * n_dims), ", ".join("xyz"[:n_dims])
     if facts["kind"] == "dynamics":
         n_in = facts.get("n_steps_input") or 4
         return (
             "```python\nimport torch\nimport physfm  # registers the physfm models with transformers\n"
             "from transformers import AutoModel\n\n"
             f'model = AutoModel.from_pretrained("{repo_id}", dtype=torch.float32)\n'
-            f"fields = torch.randn(1, {n_in}, 64, 64, {len(fields)})  # [batch, time, x, y, fields], normalised\n"
+            f"fields = torch.randn(1, {n_in}, {grid}, {len(fields)})  # [batch, time, {axes}, fields], normalised\n"
             "rollout = model.rollout(fields, n_steps=8)\n```"
         )
     s = facts["spatial_compressions"][len(facts["spatial_compressions"]) // 2] if facts["spatial_compressions"] else 4
@@ -164,10 +168,10 @@ def _usage(repo_id: str, facts: dict) -> str:
         "```python\nimport torch\nimport physfm  # registers the physfm models with transformers\n"
         "from transformers import AutoModel\n\n"
         f'tokeniser = AutoModel.from_pretrained("{repo_id}", dtype=torch.float32)\n'
-        f"fields = torch.randn(1, {1 + 2 * t}, 64, 64, {len(fields)})  # [batch, time, x, y, fields], normalised\n"
+        f"fields = torch.randn(1, {1 + 2 * t}, {grid}, {len(fields)})  # [batch, time, {axes}, fields], normalised\n"
         f"latents = tokeniser.encode(fields, spatial_compression={s}, temporal_compression={t})\n"
         f"reconstruction = tokeniser.decode(latents, spatial_compression={s}, temporal_compression={t},\n"
-        "                                  spatial_shape=(64, 64))\n```\n\n"
+        f"                                  spatial_shape=({grid}))\n```\n\n"
         "Without physfm installed, pass `trust_remote_code=True`: the model code ships with the checkpoint.\n"
         "Pin a version with `revision=` (a tag, branch or commit id)."
     )

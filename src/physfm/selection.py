@@ -62,6 +62,14 @@ def _tokeniser_of(model: Any):
     return tokeniser
 
 
+def _dims_mismatch(config, n_spatial_dims: int) -> str | None:
+    """Why a tokeniser cannot encode data of ``n_spatial_dims`` (a 2-D tokeniser on 3-D data), or None."""
+    if config.n_spatial_dims == n_spatial_dims:
+        return None
+    return (f"the data has {n_spatial_dims}-D fields but the tokeniser is {config.n_spatial_dims}-D "
+            f"(n_spatial_dims={config.n_spatial_dims}); choose a {n_spatial_dims}-D tokeniser")
+
+
 def map_fields(data_fields: Sequence[str], vocabulary: Sequence[str]) -> tuple[list[str], list[str]]:
     """Split the data's fields into those the vocabulary holds (exact names) and the rest, in data order."""
     vocab = set(vocabulary)
@@ -136,6 +144,9 @@ def evaluate_reconstruction(
     if max_samples < 1 or batch_size < 1:
         raise ValueError(f"max_samples / batch_size: got {max_samples} / {batch_size}; expected positive integers.")
     probe = WellWindowDataset(dataset_dir, split=split, n_steps_input=1, n_steps_output=0, normalize=False)
+    mismatch = _dims_mismatch(config, probe.n_spatial_dims)
+    if mismatch:
+        raise ValueError(f"data {str(dataset_dir)!r}: {mismatch}.")
     mapped, unmapped = map_fields(probe.field_names, trained_vocabulary(config))
     if field_names is not None:
         missing = [f for f in field_names if f not in mapped]
@@ -385,7 +396,9 @@ def select_tokeniser(
         if tokeniser is None:
             continue
         config = tokeniser.config
-        if not report.mapped_fields:
+        if mismatch := _dims_mismatch(config, probe.n_spatial_dims):
+            report.reason = mismatch
+        elif not report.mapped_fields:
             report.reason = f"encodes none of the data's fields (vocabulary: {', '.join(config.field_names)})"
         elif s not in config.spatial_compressions or t not in config.temporal_compressions:
             report.reason = (f"does not serve spatial ×{s} / temporal ×{t} (serves {list(config.spatial_compressions)} / "
