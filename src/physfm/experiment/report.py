@@ -77,99 +77,19 @@ def collect(preset: ExperimentPreset, results: dict[str, Any], wall_time_s: floa
     """The ``results.json`` payload (see :func:`physfm.experiment.run_experiment`)."""
     seeds = range(preset.n_seeds)
     chosen = results["learning_rates"]
-    runs: dict[str, Any] = {}
-    test: dict[str, Any] = {}
-    for name in CONFIGURATIONS:
-        if f"{name}@0" not in results:
-            continue
-        summary = results[f"{name}@0"]
-        entry: dict[str, Any] = {"step": [h["step"] for h in summary["history"]]}
-        for metric in METRICS:
-            entry[metric] = [float(h[metric]) for h in summary["history"]]
-            entry[f"test_{metric}"] = [float(h[f"test_{metric}"]) for h in summary["history"]]
-        entry["rollout_vrmse"] = {str(k): float(v) for k, v in summary["rollout_vrmse"].items()}
-        entry["learning_rate"] = float(chosen[name])
-        entry["max_steps"] = summary["steps"]
-        entry["pretraining"] = TOKENISERS.get(name)
-        entry["model_dir"] = summary["model_dir"]
-        runs[name] = entry
-
-        per_seed = [[float(h["test_vrmse"]) for h in results[f"{name}@{k}"]["history"]] for k in seeds]
-        stats = [mean_std([series[i] for series in per_seed]) for i in range(len(entry["step"]))]
-        horizons = sorted(entry["rollout_vrmse"], key=int)
-        rollouts = _over_seeds([results[f"{name}@{k}"]["rollout_vrmse"] for k in seeds], horizons)
-        test[name] = {"step": entry["step"], "vrmse_mean": [m for m, _ in stats], "vrmse_std": [d for _, d in stats],
-                      "vrmse_per_seed": per_seed, "rollout_vrmse_mean": rollouts["mean"],
-                      "rollout_vrmse_std": rollouts["std"]}
-
-    references = {}
-    for forecaster in REFERENCES:
-        per_seed = [results[f"reference:{forecaster}@{k}"]["metrics"] for k in seeds]
-        mean, std = mean_std([m["test"]["vrmse"] for m in per_seed])
-        horizons = sorted(per_seed[0]["test"]["rollout_vrmse"], key=int)
-        rollouts = _over_seeds([m["test"]["rollout_vrmse"] for m in per_seed], horizons)
-        references[forecaster] = {**per_seed[0]["valid"], "test": per_seed[0]["test"], "test_vrmse": mean,
-                                  "test_vrmse_std": std, "test_vrmse_per_seed": [m["test"]["vrmse"] for m in per_seed],
-                                  "test_rollout_vrmse_mean": rollouts["mean"], "test_rollout_vrmse_std": rollouts["std"]}
-
-    tokenisers = {}
+    names = [name for name in CONFIGURATIONS if f"{name}@0" in results]
+    runs = {name: _seed0_run(results[f"{name}@0"], chosen[name], name) for name in names}
+    test = {name: _test_table(results, name, seeds) for name in names}
+    references = {forecaster: _reference(results, forecaster, seeds) for forecaster in REFERENCES}
     sources = {"in_domain": ["in_domain"], "cross_domain": [spec.system for spec in preset.cross_domain],
                "same_data": ["downstream"]}
-    for key, data_names in sources.items():
-        summary = results.get(f"tokeniser:{key}@0")
-        if summary is None:
-            continue
-        floors = [results[f"reconstruction:{key}@{k}"] for k in seeds]
-        floor_mean, floor_std = mean_std([f["vrmse"] for f in floors])
-        tokenisers[key] = {
-            "data": [{"system": d["system"], "path": d["path"], "seed": d["seed"]}
-                     for d in (results[f"data:{name}@0"] for name in data_names)],
-            "steps": summary["steps"],
-            "reconstruction_vrmse": {k: float(v) for k, v in summary["history"][-1].items() if k.startswith("vrmse")},
-            "downstream_reconstruction": floors[0],
-            "downstream_reconstruction_mean": floor_mean,
-            "downstream_reconstruction_std": floor_std,
-            "compute": summary["compute"],
-            "data_generation_s": sum(results[f"data:{name}@0"]["wall_time_s"] for name in data_names),
-            "model_dir": summary["model_dir"],
-        }
-
+    tokenisers = {key: _tokeniser(results, key, data_names, seeds) for key, data_names in sources.items()
+                  if f"tokeniser:{key}@0" in results}
     sweep = {name: {f"{lr:g}": {"step": [h["step"] for h in results[sweep_name(name, lr)]["history"]],
                                 "vrmse": [float(h["vrmse"]) for h in results[sweep_name(name, lr)]["history"]]}
                     for lr in preset.learning_rates} for name in swept_configurations(preset)}
-
-    compute = {}
-    for name in runs:
-        dyn = results[f"{name}@0"]["compute"]
-        swept_as = "scratch" if name == "scratch_compute_matched" else name
-        sweep_flops = sum(results[sweep_name(swept_as, lr)]["compute"]["total_flops"]
-                          for lr in preset.learning_rates if lr != chosen[swept_as])
-        tokeniser = tokenisers.get(TOKENISERS.get(name, ""), {})
-        pre = tokeniser.get("compute", {})
-        compute[name] = {
-            "pretraining_steps": int(pre.get("steps", 0)),
-            "pretraining_flops": float(pre.get("total_flops", 0.0)),
-            "pretraining_data_generation_s": float(tokeniser.get("data_generation_s", 0.0))
-            if TOKENISERS.get(name) != "same_data" else 0.0,  # the downstream data, which every run pays for
-            "sweep_flops": float(sweep_flops),
-            "dynamics_steps": int(dyn["steps"]),
-            "dynamics_flops_per_step": float(dyn["flops_per_step"]),
-            "dynamics_flops": float(dyn["total_flops"]),
-            "total_flops": float(pre.get("total_flops", 0.0)) + float(dyn["total_flops"]),
-            "dynamics_train_time_s": float(dyn.get("train_time_s", 0.0)),
-            "pretraining_train_time_s": float(pre.get("train_time_s", 0.0)),
-        }
-
     leakage = [results[f"leakage@{k}"] for k in seeds]
     closest = min(leakage, key=lambda report: report["min_vrmse"])
-    mid, final = preset.mid_step, preset.max_steps
-    summary = {"mid_step": mid, "final_step": final, "split": "test", "vrmse_change_vs_scratch_pct": {},
-               "beats_persistence_at_mid_step": {}}
-    for name, entry in test.items():
-        if name != "scratch":
-            summary["vrmse_change_vs_scratch_pct"][name] = {
-                str(step): pct_change(_at(entry, step), _at(test["scratch"], step)) for step in (mid, final)}
-        summary["beats_persistence_at_mid_step"][name] = _at(entry, mid) < references["persistence"]["test_vrmse"]
     return {
         "preset": preset.name,
         "settings": preset.to_dict(),
@@ -181,17 +101,107 @@ def collect(preset: ExperimentPreset, results: dict[str, Any], wall_time_s: floa
         "tokenisers": tokenisers,
         "references": references,
         "leakage": {"min_vrmse": closest["min_vrmse"], "per_seed": [r["min_vrmse"] for r in leakage],
-                    "closest": closest["closest"], "threshold": closest["threshold"], "n_frames": closest["n_frames"],
-                    "dt_stride": closest["dt_stride"], "n_held_out": closest["n_held_out"],
-                    "n_seen": closest["n_seen"]},
-        "compute": compute,
-        "summary": summary,
+                    **{key: closest[key] for key in ("closest", "threshold", "n_frames", "dt_stride", "n_held_out",
+                                                     "n_seen")}},
+        "compute": {name: _compute(preset, results, tokenisers, name) for name in names},
+        "summary": _summary(preset, test, references),
         "data": {k.removeprefix("data:").removesuffix("@0"): v for k, v in results.items()
                  if k.startswith("data:") and k.endswith("@0")},
         "wall_time_s": wall_time_s,
         "reused_runs": results["reused_runs"],
         "environment": environment,
     }
+
+
+def _seed0_run(summary: dict[str, Any], learning_rate: float, name: str) -> dict[str, Any]:
+    """Seed 0's run as ``runs`` lists it: valid and test series, test rollouts, where it came from."""
+    history = summary["history"]
+    entry: dict[str, Any] = {"step": [h["step"] for h in history]}
+    for metric in METRICS:
+        entry[metric] = [float(h[metric]) for h in history]
+        entry[f"test_{metric}"] = [float(h[f"test_{metric}"]) for h in history]
+    entry.update(rollout_vrmse={str(k): float(v) for k, v in summary["rollout_vrmse"].items()},
+                 learning_rate=float(learning_rate), max_steps=summary["steps"], pretraining=TOKENISERS.get(name),
+                 model_dir=summary["model_dir"])
+    return entry
+
+
+def _test_table(results: dict[str, Any], name: str, seeds: range) -> dict[str, Any]:
+    """A configuration's test VRMSE at each evaluation and its rollouts, mean and spread over the seeds."""
+    per_seed = [[float(h["test_vrmse"]) for h in results[f"{name}@{k}"]["history"]] for k in seeds]
+    stats = [mean_std(list(values)) for values in zip(*per_seed, strict=True)]
+    rollouts = [results[f"{name}@{k}"]["rollout_vrmse"] for k in seeds]
+    over_seeds = _over_seeds(rollouts, sorted(rollouts[0], key=int))
+    return {"step": [h["step"] for h in results[f"{name}@0"]["history"]], "vrmse_mean": [m for m, _ in stats],
+            "vrmse_std": [d for _, d in stats], "vrmse_per_seed": per_seed,
+            "rollout_vrmse_mean": over_seeds["mean"], "rollout_vrmse_std": over_seeds["std"]}
+
+
+def _reference(results: dict[str, Any], forecaster: str, seeds: range) -> dict[str, Any]:
+    """Seed 0's valid and test metrics of a trivial forecaster, and its test numbers over the seeds."""
+    per_seed = [results[f"reference:{forecaster}@{k}"]["metrics"] for k in seeds]
+    mean, std = mean_std([m["test"]["vrmse"] for m in per_seed])
+    rollouts = _over_seeds([m["test"]["rollout_vrmse"] for m in per_seed],
+                           sorted(per_seed[0]["test"]["rollout_vrmse"], key=int))
+    return {**per_seed[0]["valid"], "test": per_seed[0]["test"], "test_vrmse": mean, "test_vrmse_std": std,
+            "test_vrmse_per_seed": [m["test"]["vrmse"] for m in per_seed],
+            "test_rollout_vrmse_mean": rollouts["mean"], "test_rollout_vrmse_std": rollouts["std"]}
+
+
+def _tokeniser(results: dict[str, Any], key: str, data_names: list[str], seeds: range) -> dict[str, Any]:
+    """A pretrained tokeniser: its data, its own valid reconstruction, and the floor it puts under the dynamics."""
+    summary = results[f"tokeniser:{key}@0"]
+    floors = [results[f"reconstruction:{key}@{k}"] for k in seeds]
+    floor_mean, floor_std = mean_std([f["vrmse"] for f in floors])
+    data = [results[f"data:{name}@0"] for name in data_names]
+    return {
+        "data": [{"system": d["system"], "path": d["path"], "seed": d["seed"]} for d in data],
+        "steps": summary["steps"],
+        "reconstruction_vrmse": {k: float(v) for k, v in summary["history"][-1].items() if k.startswith("vrmse")},
+        "downstream_reconstruction": floors[0],
+        "downstream_reconstruction_mean": floor_mean,
+        "downstream_reconstruction_std": floor_std,
+        "compute": summary["compute"],
+        "data_generation_s": sum(d["wall_time_s"] for d in data),
+        "model_dir": summary["model_dir"],
+    }
+
+
+def _compute(preset: ExperimentPreset, results: dict[str, Any], tokenisers: dict[str, Any],
+             name: str) -> dict[str, Any]:
+    """What seed 0's run of ``name`` cost: pretraining (FLOPs and data simulation), the sweep, the dynamics."""
+    chosen = results["learning_rates"]
+    dyn = results[f"{name}@0"]["compute"]
+    swept_as = "scratch" if name == "scratch_compute_matched" else name
+    sweep_flops = sum(results[sweep_name(swept_as, lr)]["compute"]["total_flops"]
+                      for lr in preset.learning_rates if lr != chosen[swept_as])
+    tokeniser = tokenisers.get(TOKENISERS.get(name, ""), {})
+    pre = tokeniser.get("compute", {})
+    return {
+        "pretraining_steps": int(pre.get("steps", 0)),
+        "pretraining_flops": float(pre.get("total_flops", 0.0)),
+        # The same-data tokeniser's data is the downstream data, which every run pays for.
+        "pretraining_data_generation_s": 0.0 if TOKENISERS.get(name) == "same_data"
+        else float(tokeniser.get("data_generation_s", 0.0)),
+        "sweep_flops": float(sweep_flops),
+        "dynamics_steps": int(dyn["steps"]),
+        "dynamics_flops_per_step": float(dyn["flops_per_step"]),
+        "dynamics_flops": float(dyn["total_flops"]),
+        "total_flops": float(pre.get("total_flops", 0.0)) + float(dyn["total_flops"]),
+        "dynamics_train_time_s": float(dyn.get("train_time_s", 0.0)),
+        "pretraining_train_time_s": float(pre.get("train_time_s", 0.0)),
+    }
+
+
+def _summary(preset: ExperimentPreset, test: dict[str, Any], references: dict[str, Any]) -> dict[str, Any]:
+    """Change against scratch on test at the mid-training and last checkpoints; who beats persistence mid-way."""
+    mid, final = preset.mid_step, preset.max_steps
+    persistence = references["persistence"]["test_vrmse"]
+    return {"mid_step": mid, "final_step": final, "split": "test",
+            "vrmse_change_vs_scratch_pct": {
+                name: {str(step): pct_change(_at(entry, step), _at(test["scratch"], step)) for step in (mid, final)}
+                for name, entry in test.items() if name != "scratch"},
+            "beats_persistence_at_mid_step": {name: _at(entry, mid) < persistence for name, entry in test.items()}}
 
 
 def _at(entry: dict[str, Any], step: int, key: str = "vrmse_mean") -> float:
@@ -320,7 +330,7 @@ def markdown(payload: dict[str, Any]) -> str:
               "steps run; evaluation is not counted. A pretrained tokeniser is paid once and can serve many downstream "
               "runs; here it is charged in full to each run. The sweep column is what choosing the learning rate cost "
               "(the runs at the other rates); every configuration pays the same sweep. Simulating the pretraining data "
-              "is counted in CPU-wall seconds (the FFT solvers' FLOPs are not counted).", "",
+              "is counted in wall seconds of one core (0 when the data came from the cache; the solvers' FFT FLOPs are not counted).", "",
               "| configuration | pretraining steps | pretraining TFLOPs | pretraining data (s) | sweep TFLOPs | "
               "dynamics steps | dynamics TFLOPs | total TFLOPs (sweep excluded) |",
               "|---|---:|---:|---:|---:|---:|---:|---:|"]
