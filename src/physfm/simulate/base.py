@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 __all__ = [
     "Parameter",
@@ -31,7 +32,9 @@ __all__ = [
     "grid_mesh",
     "parse_resolution",
     "check_resolution",
+    "check_run",
     "fourier_wavenumbers",
+    "record_frames",
 ]
 
 
@@ -190,6 +193,39 @@ def check_resolution(spec: SystemSpec, resolution: Sequence[int] | None) -> tupl
             f"resolution: got {res} for {spec.name!r}, expected at least {spec.min_resolution} points per axis"
         )
     return res
+
+
+def check_run(spec: SystemSpec, params_batch, resolution: Sequence[int] | None, n_steps: int | None,
+              fourier: bool = False) -> tuple[tuple[int, ...], int]:
+    """What every simulator checks before it starts: a non-empty batch, a grid ``spec`` accepts (with an even number
+    of points per axis on a Fourier grid) and a number of stored steps; returns ``(resolution, n_steps)``."""
+    if len(params_batch) == 0:
+        raise ValueError("params_batch: got an empty list, expected one parameter dict per trajectory")
+    res = check_resolution(spec, resolution)
+    if fourier and any(n % 2 for n in res):
+        raise ValueError(f"resolution: got {res}, expected even numbers of points (Fourier grid)")
+    n_steps = spec.default_n_steps if n_steps is None else int(n_steps)
+    if n_steps < 0:
+        raise ValueError(f"n_steps: got {n_steps}, expected a non-negative number of stored steps")
+    return res, n_steps
+
+
+def record_frames(system: str, first: dict[str, torch.Tensor], advance: Callable[[], tuple[dict, int]],
+                  n_steps: int, progress: bool, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Frame 0, then ``n_steps`` frames from ``advance() -> (fields, substeps)``, stacked along time as
+    ``{field: [traj, time, *space]}`` in ``dtype``. A progress bar shows the substeps per frame; a non-finite
+    frame stops the run at once with one clear error instead of writing NaNs."""
+    frames = [first]
+    n_traj = len(next(iter(first.values())))
+    with tqdm(total=n_steps, desc=f"{system} x{n_traj}", disable=not progress, leave=False) as bar:
+        for _ in range(n_steps):
+            fields, n_sub = advance()
+            if not all(bool(torch.isfinite(value).all()) for value in fields.values()):
+                raise RuntimeError(f"{system}: the solution became non-finite; lower --cfl")
+            frames.append(fields)
+            bar.set_postfix(substeps=n_sub)
+            bar.update()
+    return {name: torch.stack([frame[name] for frame in frames], dim=1).to(dtype) for name in first}
 
 
 def fourier_wavenumbers(

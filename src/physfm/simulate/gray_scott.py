@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .base import Parameter, SystemSpec, check_resolution, fourier_wavenumbers, grid_coordinates
+from .base import Parameter, SystemSpec, check_run, fourier_wavenumbers, grid_coordinates
 
 __all__ = [
     "PATTERNS",
@@ -266,12 +266,7 @@ def simulate(
     Each parameter dict holds ``pattern`` (or ``f``/``k``), ``initial_condition`` and ``seed``;
     a missing seed is drawn from ``generator``.
     """
-    if not params_batch:
-        raise ValueError("params_batch: got an empty list, expected at least one parameter dict")
-    res = check_resolution(SPEC, resolution)
-    n_steps = SPEC.default_n_steps if n_steps is None else int(n_steps)
-    if n_steps < 0:
-        raise ValueError(f"n_steps: got {n_steps}, expected a non-negative number of stored steps")
+    res, n_steps = check_run(SPEC, params_batch, resolution, n_steps)
     device = torch.device(device)
     rates, ics = [], []
     for i, p in enumerate(params_batch):

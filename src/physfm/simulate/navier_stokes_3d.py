@@ -73,9 +73,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
-from .base import Parameter, SystemSpec, check_resolution, grid_mesh
+from .base import Parameter, SystemSpec, check_run, grid_mesh, record_frames
 
 __all__ = [
     "SPEC",
@@ -419,14 +418,7 @@ def simulate(
     ``pressure`` ``[B, T, Nx, Ny, Nz]`` and ``velocity`` ``[B, T, Nx, Ny, Nz, 3]`` with
     ``T = n_steps + 1`` frames at ``t = 0.1 k``.
     """
-    if not params_batch:
-        raise ValueError("params_batch: got an empty list, expected at least one parameter dict")
-    res = check_resolution(SPEC, resolution)
-    if any(n % 2 for n in res):
-        raise ValueError(f"resolution: got {res}, expected even numbers of points (Fourier grid)")
-    n_steps = SPEC.default_n_steps if n_steps is None else int(n_steps)
-    if n_steps < 0:
-        raise ValueError(f"n_steps: got {n_steps}, expected a non-negative number of stored steps")
+    res, n_steps = check_run(SPEC, params_batch, resolution, n_steps, fourier=True)
     if not (0 < cfl <= 0.9):
         raise ValueError(f"cfl: got {cfl}, expected 0 < cfl <= 0.9 (RK4 stability limit)")
     device = torch.device(device)
@@ -456,26 +448,14 @@ def simulate(
         states.append(solver.state_from_coefficients(uc[None], sc[None], m))
     state = torch.cat(states)
 
-    frames = [solver.fields(state)]
-    with tqdm(
-        total=n_steps, desc=f"navier_stokes_3d x{len(params_batch)}", disable=not progress, leave=False
-    ) as bar:
-        for _ in range(n_steps):
-            state, n_sub = solver.advance(state, FRAME_DT)
-            if not torch.isfinite(state).all():
-                raise RuntimeError("navier_stokes_3d: the solution became non-finite; lower --cfl")
-            frames.append(solver.fields(state))
-            bar.set_postfix(substeps=n_sub)
-            bar.update()
+    def advance():
+        nonlocal state
+        state, n_sub = solver.advance(state, FRAME_DT)
+        return solver.fields(state), n_sub
 
-    def stack(name: str) -> torch.Tensor:
-        return torch.stack([f[name] for f in frames], dim=1).to(dtype)
-
-    return {
-        "tracer": stack("tracer"),
-        "pressure": stack("pressure"),
-        "velocity": torch.stack([stack("velocity_x"), stack("velocity_y"), stack("velocity_z")], dim=-1),
-    }
+    out = record_frames("navier_stokes_3d", solver.fields(state), advance, n_steps, progress, dtype)
+    return {"tracer": out["tracer"], "pressure": out["pressure"],
+            "velocity": torch.stack([out[f"velocity_{axis}"] for axis in "xyz"], dim=-1)}
 
 
 def simulate_navier_stokes_3d(

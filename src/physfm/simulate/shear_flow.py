@@ -43,9 +43,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
-from .base import Parameter, SystemSpec, check_resolution, fourier_wavenumbers, grid_mesh
+from .base import Parameter, SystemSpec, check_run, fourier_wavenumbers, grid_mesh, record_frames
 
 __all__ = [
     "SPEC",
@@ -299,14 +298,7 @@ def simulate(
     simulator signature).
     """
     del generator
-    if not params_batch:
-        raise ValueError("params_batch: got an empty list, expected at least one parameter dict")
-    res = check_resolution(SPEC, resolution)
-    if any(n % 2 for n in res):
-        raise ValueError(f"resolution: got {res}, expected even numbers of points (Fourier grid)")
-    n_steps = SPEC.default_n_steps if n_steps is None else int(n_steps)
-    if n_steps < 0:
-        raise ValueError(f"n_steps: got {n_steps}, expected a non-negative number of stored steps")
+    res, n_steps = check_run(SPEC, params_batch, resolution, n_steps, fourier=True)
     if not (0 < cfl <= 0.9):
         raise ValueError(f"cfl: got {cfl}, expected 0 < cfl <= 0.9 (RK4 stability limit)")
     device = torch.device(device)
@@ -330,27 +322,16 @@ def simulate(
     )
     state, mean = solver.state_from_grid(ux, uy, ux.clone())
 
+    def advance():
+        nonlocal state
+        state, n_sub = solver.advance(state, mean, FRAME_DT)
+        return solver.fields(state, mean), n_sub
+
     # Frame 0 is the initial condition as The Well stores it (raw grid values, p = 0).
-    frames = [{"tracer": ux, "pressure": torch.zeros_like(ux), "velocity_x": ux, "velocity_y": uy}]
-    with tqdm(
-        total=n_steps, desc=f"shear_flow x{len(params_batch)}", disable=not progress, leave=False
-    ) as bar:
-        for _ in range(n_steps):
-            state, n_sub = solver.advance(state, mean, FRAME_DT)
-            if not torch.isfinite(state).all():
-                raise RuntimeError("shear_flow: the solution became non-finite; lower --cfl")
-            frames.append(solver.fields(state, mean))
-            bar.set_postfix(substeps=n_sub)
-            bar.update()
-
-    def stack(name: str) -> torch.Tensor:
-        return torch.stack([f[name] for f in frames], dim=1).to(dtype)
-
-    return {
-        "tracer": stack("tracer"),
-        "pressure": stack("pressure"),
-        "velocity": torch.stack([stack("velocity_x"), stack("velocity_y")], dim=-1),
-    }
+    first = {"tracer": ux, "pressure": torch.zeros_like(ux), "velocity_x": ux, "velocity_y": uy}
+    out = record_frames("shear_flow", first, advance, n_steps, progress, dtype)
+    return {"tracer": out["tracer"], "pressure": out["pressure"],
+            "velocity": torch.stack([out["velocity_x"], out["velocity_y"]], dim=-1)}
 
 
 def simulate_shear_flow(
