@@ -48,7 +48,7 @@ def run_experiment(preset: str | ExperimentPreset = "tiny", out: str | os.PathLi
         cache_dir: where simulated datasets are kept between experiments (default
             :func:`~physfm.experiment.data.default_cache_dir`).
         progress: progress bar and one log line per finished job.
-        system: the downstream system (default the preset's, shear_flow); the other simulated systems become
+        system: the downstream system (default the preset's: shear_flow, euler_multi_quadrants for paper); the others become
             the cross-domain pretraining data.
         **overrides: preset fields to change, e.g. ``max_steps=400, workers=1``.
 
@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--eval_steps", type=int, default=None, help="evaluate every N steps")
     parser.add_argument("--tokeniser_steps", type=int, default=None, help="tokeniser pretraining steps")
     parser.add_argument("--system", default=None, choices=SYSTEMS,
-                        help="downstream system (default: the preset's, shear_flow); the others pretrain the "
+                        help="downstream system (default: the preset's: shear_flow, or euler_multi_quadrants for paper); the others pretrain the "
                              "cross-domain tokeniser")
     parser.add_argument("--n_seeds", type=int, default=None,
                         help="seeds, each with new data and new initial weights (default: the preset's, 3)")
