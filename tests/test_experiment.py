@@ -67,7 +67,8 @@ def test_test_tables_are_the_mean_and_spread_over_seeds(micro):
     assert reference["test_vrmse"] == pytest.approx(sum(reference["test_vrmse_per_seed"]) / MICRO.n_seeds)
     # Seeds draw new data: the seeds' persistence scores differ.
     assert len(set(reference["test_vrmse_per_seed"])) == MICRO.n_seeds
-    assert mean_std([1.0, 3.0]) == (2.0, pytest.approx(math.sqrt(2))) and mean_std([5.0]) == (5.0, 0.0)
+    assert mean_std([1.0, 3.0]) == (2.0, pytest.approx(math.sqrt(2)))
+    assert mean_std([5.0])[0] == 5.0 and math.isnan(mean_std([5.0])[1])  # one seed measures no spread
 
 
 def test_every_configuration_gets_the_same_sweep_and_other_seeds_reuse_its_choice(micro):
@@ -123,7 +124,7 @@ def test_tables_and_figures_are_written(micro):
     assert "| scratch, compute-matched" in table and "Leakage check:" in table
     assert "## Compute (seed 0)" in table and "## Learning-rate sweep" in table
     assert table.count("| persistence (last input frame, no training) |") == 4  # test, rollout, spectra, valid
-    assert table.count("| linear extrapolation (last change continued, no training) |") == 3
+    assert table.count("| linear extrapolation (last change continued, no training) |") == 4
     for name in FIGURES:
         data = (out / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, name
@@ -187,6 +188,39 @@ def test_a_duplicated_trajectory_makes_the_experiment_refuse(tmp_path):
     with pytest.raises(LeakageError, match=r"held-out trajectory .*:(valid|test)#\d is a near-copy of .*refuses"):
         run_experiment(preset, tmp_path / "run", cache_dir=tmp_path / "cache", progress=False)
     assert not (tmp_path / "run" / "runs").exists()
+
+
+def test_pretraining_data_that_copies_the_downstream_data_makes_the_experiment_refuse(tmp_path):
+    preset = MICRO.replace(in_domain=MICRO.downstream, configurations=("scratch",))
+    with pytest.raises(LeakageError, match=r"near-copy of .*:(train|valid|test)#\d"):
+        run_experiment(preset, tmp_path / "run", cache_dir=tmp_path / "cache", progress=False)
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"dt_stride": 5}, r"--dt_stride: 5 makes a 3-frame clip span 11 stored frames, but the downstream trajectories "
+                       r"have 9; expected dt_stride <= 4"),
+    ({"downstream": MICRO.downstream.__class__(**{**MICRO.downstream.cache_key(), "split_fractions": (0.5, 0.5, 0.0)})},
+     r"the protocol needs train, valid and test trajectories"),
+    ({"dynamics_config": {**MICRO.dynamics_config, "n_steps_input": 1}}, r"n_steps_input: got 1, expected >= 2"),
+])
+def test_protocol_errors_come_before_any_simulation(tmp_path, changes, message):
+    with pytest.raises(ValueError, match=message):
+        run_experiment(MICRO.replace(**changes), tmp_path / "run", cache_dir=tmp_path / "cache", progress=False)
+    assert not (tmp_path / "cache").exists()
+
+
+def test_a_translated_copy_is_a_copy_on_periodic_axes():
+    torch.manual_seed(1)
+    clip = torch.randn(3, 8, 16, 2)
+    shifted = torch.roll(clip, (3, 5), (1, 2))
+    assert measure_leakage([Clip("held#0", clip, (True, True))], [Clip("seen#0", shifted)])["min_vrmse"] < 1e-6
+    assert measure_leakage([Clip("held#0", clip, (False, False))], [Clip("seen#0", shifted)])["min_vrmse"] > 1.0
+    # Minimised over shifts, exactly as a brute-force search over every roll finds it.
+    other = torch.randn(3, 8, 16, 2)
+    brute = min(measure_leakage([Clip("h", clip)], [Clip("s", torch.roll(other, (i, j), (1, 2)))])["min_vrmse"]
+                for i in range(8) for j in range(16))
+    fast = measure_leakage([Clip("h", clip, (True, True))], [Clip("s", other)])["min_vrmse"]
+    assert fast == pytest.approx(brute, rel=1e-9)
 
 
 def test_leakage_distance_is_vrmse_over_the_clip():

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .data import default_cache_dir
-from .presets import CONFIGURATIONS, PRESETS, SYSTEMS, ExperimentPreset, get_preset
+from .presets import CONFIGURATIONS, PRESETS, SYSTEMS, ExperimentPreset, clip_frames, get_preset
 
 logger = logging.getLogger("physfm.experiment")
 
@@ -100,6 +100,38 @@ def _validate(spec: ExperimentPreset) -> None:
         raise ValueError(f"--learning_rates: got {spec.learning_rates}, expected positive rates")
     if spec.eval_steps < 1 or spec.eval_steps > spec.max_steps:
         raise ValueError(f"--eval_steps: got {spec.eval_steps}, expected 1 ... max_steps ({spec.max_steps})")
+    _validate_protocol(spec)
+
+
+def _validate_protocol(spec: ExperimentPreset) -> None:
+    """What the protocol needs from the data, checked before minutes (or hours) of simulation."""
+    import math
+    import warnings
+
+    from physfm.simulate import split_counts
+
+    if spec.n_steps_input < 2:
+        raise ValueError(f"dynamics n_steps_input: got {spec.n_steps_input}, expected >= 2 (linear extrapolation, "
+                         "a reference of every table, needs two input frames)")
+    lcm = math.lcm(*spec.pretrain_temporal_compressions, spec.temporal_compression)
+    clip = clip_frames(spec)
+    if (clip - 1) % lcm:
+        raise ValueError(f"temporal compressions {sorted({*spec.pretrain_temporal_compressions, spec.temporal_compression})}"
+                         f": the dynamics clip of {clip} frames is not 1 + k * {lcm}; choose n_steps_input so it is")
+    for name, data in (("downstream", spec.downstream), ("in_domain", spec.in_domain)):
+        span = 1 + spec.dt_stride * (clip - 1)
+        if span > data.n_steps + 1:
+            raise ValueError(f"--dt_stride: {spec.dt_stride} makes a {clip}-frame clip span {span} stored frames, but the "
+                             f"{name} trajectories have {data.n_steps + 1}; expected dt_stride <= "
+                             f"{data.n_steps // (clip - 1)}")
+    counts = split_counts(spec.downstream.n_trajectories, spec.downstream.split_fractions)
+    if min(counts.values()) < 1:
+        raise ValueError(f"downstream data: {spec.downstream.n_trajectories} trajectories split "
+                         f"{spec.downstream.split_fractions} give {counts}; the protocol needs train, valid and test "
+                         "trajectories")
+    if min(counts["valid"], counts["test"]) < 4:
+        warnings.warn(f"downstream data: {counts['valid']} valid and {counts['test']} test trajectories; the protocol "
+                      "asks for at least 4 of each, so read these numbers as a check of the plumbing", stacklevel=3)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -198,7 +198,7 @@ def eval_schedule(max_steps: int, eval_steps: int) -> list[int]:
 def _data(system: str, side: int, n_steps: int, n_downstream: int, n_in_domain: int, n_cross: int,
           downstream_splits: tuple[float, float, float], params: dict[str, Any] | None = None,
           cross_steps: int | None = None) -> dict[str, Any]:
-    """The three kinds of data of a preset. Pretraining data keeps a fifth for its own valid split."""
+    """The three kinds of data of a preset. In-domain data keeps a fifth for its own valid split, cross-domain a quarter."""
     params = {**SYSTEM_PARAMS.get(system, {}), **(params or {})}
     others = [name for name in SYSTEMS if name != system]
     return {
@@ -300,7 +300,7 @@ PRESETS["small"] = ExperimentPreset(
                      "patch_size": 2},
     spatial_compression=4,
     temporal_compression=1,
-    dt_stride=2,  # 8 cells per axis is twice tiny's, so half tiny's stride keeps the motion per frame in cells
+    dt_stride=2,  # 64 cells on the short axis, twice tiny's 32: half tiny's stride keeps the motion per frame in cells
     n_seeds=3,
     max_steps=1000,
     eval_steps=250,

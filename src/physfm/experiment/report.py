@@ -57,12 +57,12 @@ def pct_change(value: float, reference: float) -> float:
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for one value) of seeds' numbers."""
+    """Mean and sample standard deviation of seeds' numbers (NaN spread for one seed: none was measured)."""
     if not values:
         return math.nan, math.nan
     mean = sum(values) / len(values)
     if len(values) < 2:
-        return mean, 0.0
+        return mean, math.nan
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
@@ -194,14 +194,30 @@ def _compute(preset: ExperimentPreset, results: dict[str, Any], tokenisers: dict
 
 
 def _summary(preset: ExperimentPreset, test: dict[str, Any], references: dict[str, Any]) -> dict[str, Any]:
-    """Change against scratch on test at the mid-training and last checkpoints; who beats persistence mid-way."""
+    """Change against scratch on test at the mid-training and last checkpoints, as the change of the means and as
+    mean ± std of each seed's own change (seeds share their data, so the paired spread is the one to read); who
+    beats persistence mid-way (compute-matched scratch is left out: mid-way it is early in a longer schedule)."""
     mid, final = preset.mid_step, preset.max_steps
     persistence = references["persistence"]["test_vrmse"]
+    scratch = test["scratch"]
+
+    def paired(entry: dict[str, Any], step: int) -> dict[str, float]:
+        if step not in entry["step"] or step not in scratch["step"]:
+            return {"mean": math.nan, "std": math.nan}
+        i, j = entry["step"].index(step), scratch["step"].index(step)
+        mean, std = mean_std([pct_change(ours[i], theirs[j])
+                              for ours, theirs in zip(entry["vrmse_per_seed"], scratch["vrmse_per_seed"], strict=True)])
+        return {"mean": mean, "std": std}
+
+    others = {name: entry for name, entry in test.items() if name != "scratch"}
     return {"mid_step": mid, "final_step": final, "split": "test",
             "vrmse_change_vs_scratch_pct": {
-                name: {str(step): pct_change(_at(entry, step), _at(test["scratch"], step)) for step in (mid, final)}
-                for name, entry in test.items() if name != "scratch"},
-            "beats_persistence_at_mid_step": {name: _at(entry, mid) < persistence for name, entry in test.items()}}
+                name: {str(step): pct_change(_at(entry, step), _at(scratch, step)) for step in (mid, final)}
+                for name, entry in others.items()},
+            "vrmse_change_vs_scratch_pct_paired": {
+                name: {str(step): paired(entry, step) for step in (mid, final)} for name, entry in others.items()},
+            "beats_persistence_at_mid_step": {name: _at(entry, mid) < persistence for name, entry in test.items()
+                                              if name != "scratch_compute_matched"}}
 
 
 def _at(entry: dict[str, Any], step: int, key: str = "vrmse_mean") -> float:
@@ -241,6 +257,10 @@ def _pm(mean: float, std: float, digits: int = 3) -> str:
     return f"{_fmt(mean, digits)} ± {_fmt(std, 2)}" if math.isfinite(std) else _fmt(mean, digits)
 
 
+def _seeds(n: int) -> str:
+    return f"{n} seed" + ("s" if n != 1 else "")
+
+
 def markdown(payload: dict[str, Any]) -> str:
     """``results.md``: test VRMSE (mean ± std over seeds) at each checkpoint with the change against scratch,
     rollouts, compute, the sweep, the tokenisers, and seed 0's valid numbers."""
@@ -255,7 +275,7 @@ def markdown(payload: dict[str, Any]) -> str:
     lines += [f"Downstream: `{settings['system']}` {tuple(settings['downstream']['resolution'])}, "
               f"{settings['downstream']['n_trajectories']} trajectories (split {tuple(settings['downstream']['split_fractions'])}), "
               f"frame stride {settings['dt_stride']}, {settings['max_steps']} dynamics steps (batch {settings['batch_size']}), "
-              f"spatial compression {settings['spatial_compression']}, {n_seeds} seeds (new data and initial weights "
+              f"spatial compression {settings['spatial_compression']}, {_seeds(n_seeds)} (new data and initial weights "
               f"each). Wall time {payload['wall_time_s'] / 60:.1f} min on {env.get('hardware', 'this machine')}"
               + (f" ({len(payload['reused_runs'])} training runs reused from an earlier invocation)."
                  if payload.get("reused_runs") else "."), ""]
@@ -265,20 +285,21 @@ def markdown(payload: dict[str, Any]) -> str:
         "the paper's (the predicted next latent is decoded; `--field_residual` adds the decoded change to the "
         "last frame instead)."), ""]
     lines += [f"Leakage check: the closest held-out trajectory (of {leakage['n_held_out']} per seed) is VRMSE "
-              f"{_fmt(leakage['min_vrmse'], 3)} from any of the {leakage['n_seen']} trajectories models train on, over "
-              f"its first {leakage['n_frames']} frames at stride {leakage['dt_stride']} (the experiment refuses below "
-              f"{leakage['threshold']}). Learning rates were chosen on seed 0's valid split for every configuration "
+              f"{_fmt(leakage['min_vrmse'], 3)} from any of the {leakage['n_seen']} trajectories models train on (test "
+              f"also against valid), over its first {leakage['n_frames']} frames at stride {leakage['dt_stride']} and "
+              f"every shift along the periodic axes (the experiment refuses below {leakage['threshold']}). Learning rates were chosen on seed 0's valid split for every configuration "
               f"alike; every table is on the test split. Data: `{data['path']}`.", ""]
 
     mid = payload["summary"]["mid_step"]
-    changes = payload["summary"]["vrmse_change_vs_scratch_pct"]
-    headline = [f"{LABELS[name]} {_fmt_pct(changes[name][str(mid)])}" for name in LABELS
-                if name in changes and name != "scratch_compute_matched"]
+    changes = payload["summary"]["vrmse_change_vs_scratch_pct_paired"]
+    headline = [f"{LABELS[name]} {_fmt_pct(changes[name][str(mid)]['mean'])}"
+                + (f" ± {changes[name][str(mid)]['std']:.0f}" if math.isfinite(changes[name][str(mid)]["std"]) else "")
+                for name in LABELS if name in changes and name != "scratch_compute_matched"]
     if headline:
-        lines += [f"**Mid-training (step {mid}) test VRMSE against scratch (means over {n_seeds} seeds):** "
-                  + ", ".join(headline) + ".", ""]
+        lines += [f"**Mid-training (step {mid}) test VRMSE against scratch (each seed's own change, mean ± std over "
+                  f"{_seeds(n_seeds)}):** " + ", ".join(headline) + ".", ""]
 
-    lines += [f"## Test next-frame VRMSE at each checkpoint (mean ± std over {n_seeds} seeds; change of the mean "
+    lines += [f"## Test next-frame VRMSE at each checkpoint (mean ± std over {_seeds(n_seeds)}; change of the mean "
               "against scratch)", ""]
     lines += ["| configuration | " + " | ".join(f"step {s}" for s in steps) + " |", "|---|" + "---:|" * len(steps)]
     for name, entry in test.items():
@@ -290,8 +311,9 @@ def markdown(payload: dict[str, Any]) -> str:
         label = LABELS[name]
         if name == "scratch_compute_matched":
             final, spread = entry["vrmse_mean"][-1], entry["vrmse_std"][-1]
-            label += (f" (its final step {entry['step'][-1]}: {_pm(final, spread)}, "
-                      f"{_fmt_pct(pct_change(final, scratch['vrmse_mean'][-1]))} against scratch's final)")
+            label += (f" (a cosine schedule over {entry['step'][-1]} steps, so these columns are early in it; its "
+                      f"final step: {_pm(final, spread)}, {_fmt_pct(pct_change(final, scratch['vrmse_mean'][-1]))} "
+                      "against scratch's final)")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     for forecaster, label in REFERENCES.items():
         ref = payload["references"][forecaster]
@@ -314,10 +336,11 @@ def markdown(payload: dict[str, Any]) -> str:
     lines += [f"## Binned spectral error on test at the last checkpoint (step {steps[-1]}, seed 0)", "",
               "| configuration | low | mid | high |", "|---|---:|---:|---:|"]
     for name, entry in runs.items():
-        index = entry["step"].index(steps[-1]) if steps[-1] in entry["step"] else len(entry["step"]) - 1
+        index = entry["step"].index(steps[-1]) if steps[-1] in entry["step"] else None  # not scored at that step
         cells = []
         for band in ("low", "mid", "high"):
-            value, ref = entry[f"test_spectral_mse_{band}"][index], runs["scratch"][f"test_spectral_mse_{band}"][-1]
+            value = math.nan if index is None else entry[f"test_spectral_mse_{band}"][index]
+            ref = runs["scratch"][f"test_spectral_mse_{band}"][-1]
             cells.append(_fmt(value, 3) if name == "scratch" else f"{_fmt(value, 3)} ({_fmt_pct(pct_change(value, ref))})")
         lines.append(f"| {LABELS[name]} | " + " | ".join(cells) + " |")
     for forecaster, label in REFERENCES.items():
@@ -329,7 +352,7 @@ def markdown(payload: dict[str, Any]) -> str:
               "FLOPs are torch's FlopCounterMode count of one optimisation step (forward + backward) times the "
               "steps run; evaluation is not counted. A pretrained tokeniser is paid once and can serve many downstream "
               "runs; here it is charged in full to each run. The sweep column is what choosing the learning rate cost "
-              "(the runs at the other rates); every configuration pays the same sweep. Simulating the pretraining data "
+              "(the runs at the other rates); every configuration has the same number of sweep runs. Simulating the pretraining data "
               "is counted in wall seconds of one core (0 when the data came from the cache; the solvers' FFT FLOPs are not counted).", "",
               "| configuration | pretraining steps | pretraining TFLOPs | pretraining data (s) | sweep TFLOPs | "
               "dynamics steps | dynamics TFLOPs | total TFLOPs (sweep excluded) |",
@@ -342,7 +365,11 @@ def markdown(payload: dict[str, Any]) -> str:
 
     sweep = payload["lr_sweep"]
     rates = [f"{lr:g}" for lr in sweep["learning_rates"]]
-    lines += ["## Learning-rate sweep (seed 0, final valid VRMSE)", "", f"Selected by {sweep['criterion']}.", "",
+    edge = [LABELS[name] for name, lr in sweep["selected"].items() if name in sweep["runs"]
+            and len(rates) > 1 and lr in (min(sweep["learning_rates"]), max(sweep["learning_rates"]))]
+    note = (f" The choice sits at an edge of the grid for {', '.join(edge)}: a wider sweep may choose differently."
+            if edge else "")
+    lines += ["## Learning-rate sweep (seed 0, final valid VRMSE)", "", f"Selected by {sweep['criterion']}.{note}", "",
               "| configuration | " + " | ".join(f"lr {r}" for r in rates) + " | selected |",
               "|---|" + "---:|" * (len(rates) + 1)]
     for name, by_rate in sweep["runs"].items():
@@ -372,8 +399,9 @@ def markdown(payload: dict[str, Any]) -> str:
     for name, entry in runs.items():
         lines.append(f"| {LABELS[name]} | " + " | ".join(
             _fmt(entry["vrmse"][entry["step"].index(s)]) if s in entry["step"] else "–" for s in steps) + " |")
-    lines.append(f"| {REFERENCES['persistence']} | " + " | ".join(
-        _fmt(payload["references"]["persistence"]["vrmse"]) for _ in steps) + " |")
+    for forecaster, label in REFERENCES.items():
+        lines.append(f"| {label} | " + " | ".join(_fmt(payload["references"][forecaster]["vrmse"]) for _ in steps)
+                     + " |")
     lines.append("")
     lines += ["Figures: `learning_curves.png`, `rollout_horizons.png`, `compute.png`, `rollout_example.png`.", ""]
     return "\n".join(lines)
@@ -408,7 +436,7 @@ def plot_learning_curves(payload: dict[str, Any], path: Path) -> Path:
         ax.set_yscale("log")
         ax.set_xlabel("dynamics step")
         ax.set_title(titles[metric] if metric == "vrmse" else titles[metric] + " (test, seed 0)")
-        ax.axvline(payload["summary"]["final_step"], color="0.85", lw=0.8, zorder=0)
+        ax.axvline(payload["summary"]["mid_step"], color="0.85", lw=0.8, zorder=0)  # the headline checkpoint
         ax.grid(alpha=0.3, which="both")
     axes[0, 0].legend(fontsize=7)
     fig.suptitle(f"physfm experiment `{payload['preset']}`: test error during dynamics training")

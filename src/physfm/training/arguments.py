@@ -47,7 +47,7 @@ class DataArguments:
         default=64, metadata={"help": "Valid windows used per evaluation (evenly spaced; <=0: all)."}
     )
     max_rollout_samples: int = field(
-        default=8, metadata={"help": "Valid trajectories used for the final rollout evaluation."}
+        default=8, metadata={"help": "Trajectories used for the final rollout evaluation (valid; test with --eval_test_split)."}
     )
     eval_test_split: bool = field(
         default=False,

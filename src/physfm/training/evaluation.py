@@ -201,8 +201,8 @@ def evaluate_tokeniser(model, datasets: Sequence, ratios: Sequence[tuple[int, in
 class Persistence(torch.nn.Module):
     """The trivial forecaster: every future frame equals the last input frame.
 
-    Slowly evolving systems make it a strong reference (on the tiny shear-flow preset it scores a next-frame
-    VRMSE of about 0.10), so a learned model is only useful once it beats it. It has the interface
+    Slowly evolving systems make it a strong reference (on 32 x 64 shear flow it scores a next-frame VRMSE of 0.10
+    at consecutive frames, 0.27 at the tiny preset's stride of 4), so a learned model is only useful once it beats it. It has the interface
     :func:`evaluate_dynamics` and :func:`rollout_metrics` use: ``config.n_steps_input``, ``forward`` and
     ``rollout``.
     """
