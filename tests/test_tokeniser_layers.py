@@ -5,7 +5,14 @@ import pytest
 import torch
 
 from physfm.models import PhysfmTokeniserConfig, PhysfmTokeniserModel
-from physfm.models.layers import pad_space, spatial_conv, temporal_conv, upsample, upsampling_conv
+from physfm.models.layers import (
+    ACTIVATIONS,
+    pad_space,
+    spatial_conv,
+    temporal_conv,
+    upsample,
+    upsampling_conv,
+)
 
 
 def reference_pad(x: torch.Tensor, pad: int, periodic) -> torch.Tensor:
@@ -22,6 +29,31 @@ def test_padding_and_its_gradient_match_indexing(periodic, pad):
     x = torch.randn(2, 3, 5, 2, dtype=torch.float64, requires_grad=True)
     torch.testing.assert_close(pad_space(x, pad, periodic), reference_pad(x, pad, periodic), rtol=0, atol=0)
     assert torch.autograd.gradcheck(lambda v: pad_space(v, pad, periodic), (x,))
+
+
+@pytest.mark.parametrize("activation", ["silu", "gelu"])
+@pytest.mark.parametrize("pad", [1, 4])
+def test_activation_fused_into_the_padding_matches_activating_first(activation, pad):
+    x = torch.randn(2, 3, 5, 2, dtype=torch.float64, requires_grad=True)
+    periodic = (True, False)
+    fused = pad_space(x, pad, periodic, activation)
+    torch.testing.assert_close(fused, reference_pad(ACTIVATIONS[activation](x), pad, periodic))
+    assert torch.autograd.gradcheck(lambda v: pad_space(v, pad, periodic, activation), (x,))
+
+
+def test_convolution_gradients_with_the_in_place_halo_fold_match_a_reference():
+    # spatial_conv folds its private halo gradient in place; checked against padding by indexing.
+    x = torch.randn(2, 3, 6, 5, 4, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(3, 4, 3, 3, dtype=torch.float64, requires_grad=True)
+    periodic = (True, False)
+    ours = spatial_conv(x, weight, None, periodic, activation="silu")
+    frames = reference_pad(ACTIVATIONS["silu"](x).flatten(0, 1), 1, periodic).movedim(-1, 1)
+    reference = torch.nn.functional.conv2d(frames, weight).movedim(1, -1).unflatten(0, (2, 3))
+    torch.testing.assert_close(ours, reference)
+    grad = torch.randn_like(reference)
+    for a, b in zip(torch.autograd.grad(ours, (x, weight), grad), torch.autograd.grad(reference, (x, weight), grad),
+                    strict=True):
+        torch.testing.assert_close(a, b)
 
 
 @pytest.mark.parametrize("kernel", [3, 5])
@@ -51,6 +83,24 @@ def test_temporal_conv_is_causal_with_the_first_frame_replicated():
     torch.testing.assert_close(temporal_conv(x, weight, bias, stride=2), expected[:, ::2])
     # One frame: the collapsed kernel equals the first output of any longer clip.
     torch.testing.assert_close(temporal_conv(x[:, :1], weight, bias), expected[:, :1])
+    assert torch.autograd.gradcheck(lambda v, w: temporal_conv(v, w, bias, stride=2), (
+        x[:, :, :1, :1].clone().requires_grad_(), weight.clone().requires_grad_()))
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("repeat", [2, 4])
+def test_temporal_conv_of_repeated_frames_equals_convolving_the_upsampled_clip(stride, repeat):
+    x = torch.randn(2, 3, 2, 2, 3, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(4, 3, 3, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(4, dtype=torch.float64)
+    folded = temporal_conv(x, weight, bias, stride, repeat=repeat)
+    direct = temporal_conv(upsample(x, repeat, 1), weight, bias, stride)
+    assert folded.shape[1] == (2 * repeat) // stride + 1
+    torch.testing.assert_close(folded, direct)
+    grad = torch.randn_like(direct)
+    for a, b in zip(torch.autograd.grad(folded, (x, weight), grad), torch.autograd.grad(direct, (x, weight), grad),
+                    strict=True):
+        torch.testing.assert_close(a, b)
 
 
 def test_a_ratio_runs_only_the_levels_it_needs():

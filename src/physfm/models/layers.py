@@ -20,17 +20,29 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 ACTIVATIONS = {"silu": F.silu, "gelu": F.gelu}
 
 
-class _PadSpace(torch.autograd.Function):
-    """Halo padding of ``x [n, *space, c]``: wrap on periodic axes, repeat the edge elsewhere.
+# Out-of-place forms of each activation, so one can write straight into a padded buffer, and its backward.
+_ACTIVATION_KERNELS = {
+    "silu": (torch.ops.aten.silu.out, torch.ops.aten.silu_backward),
+    "gelu": (torch.ops.aten.gelu.out, torch.ops.aten.gelu_backward),
+}
 
-    Written by hand because padding runs before every convolution: one allocation and a few slab copies forward,
-    and a backward that folds the halo's gradient back onto the cells it was copied from. Measured 2.5x faster
-    than ``index_select`` or ``torch.cat`` padding, whose backward fills a zero tensor per piece.
+
+class _PadSpace(torch.autograd.Function):
+    """Halo padding of ``act(x) [n, *space, c]``: wrap on periodic axes, repeat the edge elsewhere.
+
+    Written by hand because padding runs before every convolution, and there it is memory traffic, not FLOPs:
+    the activation (if any) writes straight into the padded buffer, so the activated tensor is never stored on
+    its own, and the backward folds the halo's gradient back onto the cells it was copied from, then applies the
+    activation's derivative in the same pass. ``private_grad`` says the padded tensor feeds one convolution and
+    nothing else, so its gradient is a fresh tensor no one else reads and is folded in place, without a copy.
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, pad: int, periodic: tuple[bool, ...]) -> torch.Tensor:
-        ctx.pad, ctx.periodic = pad, periodic
+    def forward(ctx, x: torch.Tensor, pad: int, periodic: tuple[bool, ...], activation: str | None,
+                private_grad: bool) -> torch.Tensor:
+        ctx.pad, ctx.periodic, ctx.activation, ctx.private_grad = pad, periodic, activation, private_grad
+        if activation is not None:
+            ctx.save_for_backward(x)
         shape = list(x.shape)
         for axis in range(len(periodic)):
             shape[1 + axis] += 2 * pad
@@ -38,7 +50,10 @@ class _PadSpace(torch.autograd.Function):
         centre = y
         for axis in range(len(periodic)):
             centre = centre.narrow(1 + axis, pad, x.shape[1 + axis])
-        centre.copy_(x)
+        if activation is None:
+            centre.copy_(x)
+        else:
+            _ACTIVATION_KERNELS[activation][0](x, out=centre)
         for axis, circular in enumerate(periodic):  # later axes copy whole slabs, so corners come out right
             dim, n = 1 + axis, x.shape[1 + axis]
             left, right = y.narrow(dim, 0, pad), y.narrow(dim, pad + n, pad)
@@ -51,9 +66,11 @@ class _PadSpace(torch.autograd.Function):
         return y
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, grad: torch.Tensor):
         pad = ctx.pad
-        grad = grad.clone()
+        if not ctx.private_grad:
+            grad = grad.clone()
         for axis in reversed(range(len(ctx.periodic))):
             dim = 1 + axis
             n = grad.shape[dim] - 2 * pad
@@ -65,39 +82,47 @@ class _PadSpace(torch.autograd.Function):
                 grad.narrow(dim, pad, 1).add_(left.sum(dim, keepdim=True))
                 grad.narrow(dim, pad + n - 1, 1).add_(right.sum(dim, keepdim=True))
             grad = grad.narrow(dim, pad, n)
-        return grad, None, None
+        if ctx.activation is not None:
+            (x,) = ctx.saved_tensors
+            grad = _ACTIVATION_KERNELS[ctx.activation][1](grad, x)
+        return grad, None, None, None, None
 
 
-def pad_space(x: torch.Tensor, pad: int, periodic: Sequence[bool]) -> torch.Tensor:
-    """Pads the spatial axes of ``x [n, *space, c]`` by ``pad`` cells on each side.
+def pad_space(x: torch.Tensor, pad: int, periodic: Sequence[bool], activation: str | None = None,
+              private_grad: bool = False) -> torch.Tensor:
+    """Pads the spatial axes of ``act(x) [n, *space, c]`` by ``pad`` cells on each side.
 
     Periodic axes wrap around, which makes every convolution exactly shift-equivariant there; other axes repeat
-    their edge cell. A halo wider than its axis (a large kernel on a tiny grid) falls back to indexing.
+    their edge cell. ``activation`` (a key of :data:`ACTIVATIONS`) is applied first, fused into the padding. A
+    halo wider than its axis (a large kernel on a tiny grid) falls back to indexing.
     """
-    if pad == 0:
+    if pad == 0 or not all(pad <= n for n in x.shape[1:-1]):
+        x = ACTIVATIONS[activation](x) if activation is not None else x
+        if pad == 0:
+            return x
+        for axis, circular in enumerate(periodic):
+            dim = 1 + axis
+            n = x.shape[dim]
+            index = torch.arange(-pad, n + pad, device=x.device)
+            x = x.index_select(dim, index % n if circular else index.clamp(0, n - 1))
         return x
-    if all(pad <= n for n in x.shape[1:-1]):
-        return _PadSpace.apply(x, pad, tuple(bool(p) for p in periodic))
-    for axis, circular in enumerate(periodic):
-        dim = 1 + axis
-        n = x.shape[dim]
-        index = torch.arange(-pad, n + pad, device=x.device)
-        x = x.index_select(dim, index % n if circular else index.clamp(0, n - 1))
-    return x
+    return _PadSpace.apply(x, pad, tuple(bool(p) for p in periodic), activation, private_grad)
 
 
 def spatial_conv(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, periodic: Sequence[bool], stride: int = 1
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, periodic: Sequence[bool], stride: int = 1,
+    activation: str | None = None,
 ) -> torch.Tensor:
-    """Convolves every frame of ``x [b, t, *space, c_in]`` with ``weight [c_out, c_in, *k]``, boundary-aware.
+    """Convolves every frame of ``act(x) [b, t, *space, c_in]`` with ``weight [c_out, c_in, *k]``, boundary-aware.
 
-    ``stride`` is a run-time argument: the same kernel serves every compression ratio.
+    ``stride`` is a run-time argument: the same kernel serves every compression ratio. ``activation`` is fused
+    into the halo padding.
     """
     n_space = weight.ndim - 2
     if n_space not in (2, 3):
         raise NotImplementedError(f"spatial_conv supports 2 or 3 spatial dimensions, got {n_space}.")
     batch, frames = x.shape[:2]
-    frames_as_batch = pad_space(x.flatten(0, 1), (weight.shape[-1] - 1) // 2, periodic)
+    frames_as_batch = pad_space(x.flatten(0, 1), (weight.shape[-1] - 1) // 2, periodic, activation, private_grad=True)
     conv = F.conv2d if n_space == 2 else F.conv3d
     y = conv(frames_as_batch.movedim(-1, 1), weight, bias, stride=stride)  # channels-last memory throughout
     return y.movedim(1, -1).unflatten(0, (batch, frames))
@@ -114,9 +139,11 @@ def _nearest_taps(kernel_size: int, reference: torch.Tensor) -> torch.Tensor:
 
 
 def upsampling_conv(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, periodic: Sequence[bool]
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, periodic: Sequence[bool],
+    activation: str | None = None,
 ) -> torch.Tensor:
-    """Exactly ``spatial_conv(nearest_upsample_2x(x), weight, bias, periodic)``, without building the big grid.
+    """Exactly ``spatial_conv(nearest_upsample_2x(x), weight, bias, periodic, activation=activation)``, without
+    building the big grid.
 
     Nearest up-sampling repeats each cell, so a ``k``-tap kernel on the fine grid reads only ``k + 1`` distinct
     offsets of the coarse one: the same map is a stride-2 transposed convolution with a ``(k + 1)``-tap kernel
@@ -131,7 +158,7 @@ def upsampling_conv(
         folded = torch.tensordot(folded, taps, dims=([2 + axis], [1])).movedim(-1, 2 + axis)
     halo = (half + 2) // 2  # coarse cells each side that the fine grid's halo reaches
     batch, frames = x.shape[:2]
-    padded = pad_space(x.flatten(0, 1), halo, periodic).movedim(-1, 1)
+    padded = pad_space(x.flatten(0, 1), halo, periodic, activation, private_grad=True).movedim(-1, 1)
     transpose = F.conv_transpose2d if n_space == 2 else F.conv_transpose3d
     # The fine cells the halo adds are 2 * halo + half on each side, so the transposed convolution's own padding
     # crops them. Slicing its output instead costs a zero-filled, transposing copy in the backward pass.
@@ -139,22 +166,59 @@ def upsampling_conv(
         .movedim(1, -1).unflatten(0, (batch, frames))
 
 
-def temporal_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int = 1) -> torch.Tensor:
+class _StackTaps(torch.autograd.Function):
+    """``taps[:, j, ..., k * c : (k + 1) * c] = x[:, frames[k][j]]``: the inputs of a time kernel, stacked along
+    channels for one matrix product.
+
+    Written by hand because the taps are memory traffic, not FLOPs: frame-by-frame copies write each tap once
+    (``index_select`` + ``cat`` write it twice, after copying a non-contiguous input), and the backward adds frame
+    slabs straight into the input's gradient instead of one ``index_add`` per tap onto zeros.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, frames: tuple[tuple[int, ...], ...]) -> torch.Tensor:
+        ctx.frames, ctx.n_frames = frames, x.shape[1]
+        taps = x.new_empty(x.shape[0], len(frames[0]), *x.shape[2:-1], len(frames), x.shape[-1])
+        for k, sources in enumerate(frames):
+            for j, frame in enumerate(sources):
+                taps[:, j, ..., k, :].copy_(x[:, frame])
+        return taps.flatten(-2)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        grad = grad.unflatten(-1, (len(ctx.frames), -1))
+        grad_x = grad.new_empty(grad.shape[0], ctx.n_frames, *grad.shape[2:-2], grad.shape[-1])
+        written = [False] * ctx.n_frames
+        for k, sources in enumerate(ctx.frames):
+            for j, frame in enumerate(sources):
+                if written[frame]:
+                    grad_x[:, frame].add_(grad[:, j, ..., k, :])
+                else:
+                    grad_x[:, frame].copy_(grad[:, j, ..., k, :])
+                    written[frame] = True
+        for frame in (f for f, w in enumerate(written) if not w):  # frames no tap reads (a stride beyond the kernel)
+            grad_x[:, frame].zero_()
+        return grad_x, None
+
+
+def temporal_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int = 1,
+                  repeat: int = 1) -> torch.Tensor:
     """Causal convolution over the time axis (dim 1) of ``x [b, t, ..., c_in]`` with ``weight [c_out, c_in, k]``.
 
     Time is padded on the left only, by repeating the first frame, so output frame ``j`` sees input frames up to
     ``j * stride`` and a single frame behaves as a steady state. ``T = 1 + k * stride`` frames give ``1 + k``.
+    ``repeat`` convolves the causally up-sampled clip ``upsample(x, repeat, 1)`` without building it.
     """
     kernel = weight.shape[-1]
-    n_frames = x.shape[1]
+    n_frames = (x.shape[1] - 1) * repeat + 1
     if n_frames == 1:  # every tap sees the first frame: the kernel collapses to one exact matrix
         return F.linear(x, weight.sum(-1), bias)
-    n_out = (n_frames - 1) // stride + 1
-    # Tap k of output frame j reads frame j*stride - (kernel-1) + k, clamped at 0 (the replicated first frame):
-    # the taps are stacked along channels and contracted in one matrix product.
-    first = torch.arange(n_out, device=x.device) * stride - (kernel - 1)
-    taps = torch.cat([x.index_select(1, (first + k).clamp(min=0)) for k in range(kernel)], dim=-1)
-    return F.linear(taps, weight.permute(0, 2, 1).flatten(1), bias)
+    # Tap k of output frame j reads frame j*stride - (kernel-1) + k of the up-sampled clip, clamped at 0 (the
+    # replicated first frame); that frame is a copy of input frame ceil(index / repeat).
+    starts = range(-(kernel - 1), n_frames - (kernel - 1), stride)
+    frames = tuple(tuple((max(start + k, 0) + repeat - 1) // repeat for start in starts) for k in range(kernel))
+    return F.linear(_StackTaps.apply(x, frames), weight.permute(0, 2, 1).flatten(1), bias)
 
 
 class TemporalCache:
@@ -199,9 +263,8 @@ class TemporalCache:
             past = x[:, :1].expand(-1, kernel - 1, *x.shape[2:])
         padded = torch.cat([past, x], dim=1)
         # Outputs sit at stream indices that are multiples of the stride; chunk index i reads padded[i : i + k].
-        first = -seen % stride
-        index = torch.arange(first, x.shape[1], stride, device=x.device)
-        taps = torch.cat([padded.index_select(1, index + k) for k in range(kernel)], dim=-1)
+        starts = range(-seen % stride, x.shape[1], stride)
+        taps = _StackTaps.apply(padded, tuple(tuple(start + k for start in starts) for k in range(kernel)))
         self._state[key] = (padded[:, padded.shape[1] - (kernel - 1):], seen + x.shape[1])
         return F.linear(taps, weight.permute(0, 2, 1).flatten(1), bias)
 
@@ -240,11 +303,13 @@ class SpatialConv(nn.Module):
     def fan_in(self) -> int:
         return self.weight[0].numel()
 
-    def forward(self, x: torch.Tensor, periodic: Sequence[bool], stride: int = 1, upsample: int = 1) -> torch.Tensor:
-        """``stride`` (2 or 1) down-samples; ``upsample=2`` convolves the 2x nearest up-sampled input."""
+    def forward(self, x: torch.Tensor, periodic: Sequence[bool], stride: int = 1, upsample: int = 1,
+                activation: str | None = None) -> torch.Tensor:
+        """``stride`` (2 or 1) down-samples; ``upsample=2`` convolves the 2x nearest up-sampled input;
+        ``activation`` applies to the input first (fused into the padding)."""
         if upsample == 2:
-            return upsampling_conv(x, self.weight, self.bias, periodic)
-        return spatial_conv(x, self.weight, self.bias, periodic, stride)
+            return upsampling_conv(x, self.weight, self.bias, periodic, activation)
+        return spatial_conv(x, self.weight, self.bias, periodic, stride, activation)
 
 
 class TemporalConv(nn.Module):
@@ -260,9 +325,14 @@ class TemporalConv(nn.Module):
     def fan_in(self) -> int:
         return self.weight[0].numel()
 
-    def forward(self, x: torch.Tensor, stride: int = 1, cache: TemporalCache | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, stride: int = 1, cache: TemporalCache | None = None,
+                repeat: int = 1) -> torch.Tensor:
+        """``repeat`` convolves the causally up-sampled clip (see :func:`temporal_conv`); a cached stream passes
+        its chunk already up-sampled."""
         if cache is None:
-            return temporal_conv(x, self.weight, self.bias, stride)
+            return temporal_conv(x, self.weight, self.bias, stride, repeat)
+        if repeat != 1:
+            raise ValueError("TemporalConv: a cached stream passes its chunk already up-sampled (repeat=1).")
         return cache.temporal_conv(self, x, self.weight, self.bias, stride)
 
 
@@ -276,15 +346,15 @@ class CausalResBlock(GradientCheckpointingLayer):
     def __init__(self, channels: int, kernel_size: int, temporal_kernel_size: int, n_spatial_dims: int,
                  activation: str, residual_init_scale: float = 0.5):
         super().__init__()
-        self.act = ACTIVATIONS[activation]
+        self.activation = activation
         self.conv1 = SpatialConv(channels, channels, kernel_size, n_spatial_dims)
         self.conv_time = TemporalConv(channels, channels, temporal_kernel_size)
         self.conv2 = SpatialConv(channels, channels, kernel_size, n_spatial_dims, init_scale=residual_init_scale)
 
     def forward(self, x: torch.Tensor, periodic: Sequence[bool], cache: TemporalCache | None = None) -> torch.Tensor:
-        h = self.conv1(self.act(x), periodic)
-        h = self.conv_time(self.act(h), cache=cache)
-        return x + self.conv2(self.act(h), periodic)
+        h = self.conv1(x, periodic, activation=self.activation)
+        h = self.conv_time(ACTIVATIONS[self.activation](h), cache=cache)
+        return x + self.conv2(h, periodic, activation=self.activation)
 
 
 class FieldConv(nn.Module):
@@ -333,11 +403,13 @@ class FieldConv(nn.Module):
         """The parameters that belong to field ``index`` alone."""
         return [self.row(index)] + ([self.row_bias(index)] if self.direction == "out" else [])
 
-    def forward(self, x: torch.Tensor, field_index: Sequence[int], periodic: Sequence[bool]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, field_index: Sequence[int], periodic: Sequence[bool],
+                activation: str | None = None) -> torch.Tensor:
         rows = torch.stack([self.row(i) for i in field_index])  # [fields, channels, *k]
         if self.direction == "in":
-            return spatial_conv(x, rows.transpose(0, 1), self.bias, periodic)
-        return spatial_conv(x, rows, torch.cat([self.row_bias(i) for i in field_index]), periodic)
+            return spatial_conv(x, rows.transpose(0, 1), self.bias, periodic, activation=activation)
+        bias = torch.cat([self.row_bias(i) for i in field_index])
+        return spatial_conv(x, rows, bias, periodic, activation=activation)
 
     @torch.no_grad()
     def grow(self, n_new: int) -> None:

@@ -83,7 +83,7 @@ class PhysfmTokeniserEncoderLevel(nn.Module):
     def __init__(self, config: PhysfmTokeniserConfig, level: int):
         super().__init__()
         widths, d = config.level_widths, config.n_spatial_dims
-        self.act = ACTIVATIONS[config.activation]
+        self.activation = config.activation
         self.blocks = _res_blocks(config, level)
         if level + 1 < config.n_levels:
             self.downsample = SpatialConv(widths[level], widths[level + 1], config.kernel_size, d)
@@ -96,7 +96,7 @@ class PhysfmTokeniserEncoderLevel(nn.Module):
         if strides is None:
             return x
         stride_time, stride_space = strides
-        x = self.downsample(self.act(x), periodic, stride_space)
+        x = self.downsample(x, periodic, stride_space, activation=self.activation)
         return self.downsample_time(x, stride=2, cache=cache) if stride_time == 2 else x
 
 
@@ -108,7 +108,7 @@ class PhysfmTokeniserDecoderLevel(nn.Module):
     def __init__(self, config: PhysfmTokeniserConfig, level: int):
         super().__init__()
         widths, d = config.level_widths, config.n_spatial_dims
-        self.act = ACTIVATIONS[config.activation]
+        self.activation = config.activation
         self.blocks = _res_blocks(config, level)
         if level > 0:
             self.upsample_time = TemporalConv(widths[level], widths[level], config.temporal_kernel_size)
@@ -121,11 +121,15 @@ class PhysfmTokeniserDecoderLevel(nn.Module):
         if factors is None:
             return x
         factor_time, factor_space = factors
-        x = self.act(x)
+        activation = self.activation
         if factor_time > 1:
-            stream_start = cache is None or cache.frames == 0
-            x = self.upsample_time(upsample(x, factor_time, 1, stream_start), cache=cache)
-        return self.upsample(x, periodic, upsample=factor_space)
+            x = ACTIVATIONS[activation](x)
+            if cache is None:
+                x = self.upsample_time(x, repeat=factor_time)
+            else:
+                x = self.upsample_time(upsample(x, factor_time, 1, stream_start=cache.frames == 0), cache=cache)
+            activation = None
+        return self.upsample(x, periodic, upsample=factor_space, activation=activation)
 
 
 class PhysfmTokeniserEncoder(nn.Module):
@@ -134,7 +138,7 @@ class PhysfmTokeniserEncoder(nn.Module):
     def __init__(self, config: PhysfmTokeniserConfig):
         super().__init__()
         widths, d = config.level_widths, config.n_spatial_dims
-        self.act = ACTIVATIONS[config.activation]
+        self.activation = config.activation
         self.field_in = FieldConv(len(config.field_names), widths[0], "in", config.kernel_size, d)
         self.levels = nn.ModuleList(PhysfmTokeniserEncoderLevel(config, level) for level in range(config.n_levels))
         # One latent head per level some ratio exits at: the ratios share everything above their own level.
@@ -149,7 +153,7 @@ class PhysfmTokeniserEncoder(nn.Module):
         x = self.field_in(x, field_index, periodic)
         for level, strides in enumerate([*schedule, None]):
             x = self.levels[level](x, periodic, strides, cache)
-        return self.latent_heads[str(len(schedule))](self.act(x), periodic)
+        return self.latent_heads[str(len(schedule))](x, periodic, activation=self.activation)
 
 
 class PhysfmTokeniserDecoder(nn.Module):
@@ -158,7 +162,7 @@ class PhysfmTokeniserDecoder(nn.Module):
     def __init__(self, config: PhysfmTokeniserConfig):
         super().__init__()
         widths, d = config.level_widths, config.n_spatial_dims
-        self.act = ACTIVATIONS[config.activation]
+        self.activation = config.activation
         self.latent_heads = nn.ModuleDict(
             {str(level): SpatialConv(config.latent_channels, widths[level], config.kernel_size, d)
              for level in config.exit_levels}
@@ -173,7 +177,7 @@ class PhysfmTokeniserDecoder(nn.Module):
         x = self.latent_heads[str(len(schedule))](z, periodic)
         for level in range(len(schedule), -1, -1):
             x = self.levels[level](x, periodic, schedule[level - 1] if level > 0 else None, cache)
-        return self.field_out(self.act(x), field_index, periodic)
+        return self.field_out(x, field_index, periodic, activation=self.activation)
 
 
 def _umask() -> int:
