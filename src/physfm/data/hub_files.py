@@ -375,10 +375,11 @@ class HubFile:
             hf_raise_for_status(response)
         except transport_errors() as error:
             raise HubReadError(
-                f"{what}: reading from {folder.where()} failed after {folder.retries + 1} attempt(s) "
-                f"({type(error).__name__}: {error}); nothing partial was cached. Check the connection (and "
+                f"{what}: reading from {folder.where()} failed ({type(error).__name__}: {error}; "
+                f"retried up to {folder.retries} times); nothing partial was cached. Check the connection (and "
                 "HF_ENDPOINT) and retry, or `physfm download` a copy to read locally") from None
-        if response.status_code != 206 or len(response.content) != end - start:
+        whole = response.status_code == 200 and start == 0 and end == self._size()  # a range that is the whole file
+        if (response.status_code != 206 and not whole) or len(response.content) != end - start:
             raise HubReadError(f"{what}: {folder.where()} answered {response.status_code} with "
                                f"{len(response.content)} bytes, expected 206 with {end - start} (a byte range); "
                                "a proxy that drops Range headers would send whole files")
