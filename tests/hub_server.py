@@ -3,7 +3,10 @@
 It implements the endpoints that ``huggingface_hub`` (2.x) and ``transformers`` (5.x) call to create a
 repo, commit files to it (the "regular" upload mode only: files travel base64-encoded inside the
 ndjson commit, so neither Xet nor LFS is involved), create branches and tags, and download files
-(``hf_hub_download``, ``snapshot_download``, ``from_pretrained``).
+(``hf_hub_download``, ``snapshot_download``, ``from_pretrained``). Model and dataset repos are served
+(datasets under ``/api/datasets/...`` and ``/datasets/<repo>/resolve/...``; the store keys them
+``"datasets/<repo_id>"``), with what ``HfFileSystem`` needs: tree listings, ``paths-info``, and byte
+ranges (``Range: bytes=a-b``) of any file.
 
 The server runs on 127.0.0.1 in a daemon thread and stores blobs under a temporary directory
 (metadata lives in memory, with a JSON copy per repo for debugging). It stops by itself after
@@ -13,6 +16,9 @@ Fault injection: ``server.drop_downloads = True`` makes every file download (GET
 send its headers and the first half of the body and then drop the connection; resumption
 requests (``Range``) are dropped before any response. Clients thus see a connection that fails
 mid-download and never recovers, which is what a dead network link looks like.
+``server.drop_range_reads = N`` cuts the next N ranged GETs instead: each sends its headers and half of
+the requested bytes, then drops the connection (a link that fails mid-read; N large: a dead link).
+``server.bytes_served`` counts the body bytes sent per file.
 
 Usage in a test module::
 
@@ -74,6 +80,7 @@ class Commit:
 class Repo:
     repo_id: str
     private: bool
+    kind: str  # "model" or "dataset"
     created_at: str
     commits: dict[str, Commit] = field(default_factory=dict)
     branches: dict[str, str] = field(default_factory=dict)  # name -> commit oid
@@ -113,10 +120,10 @@ class HubStore:
             os.replace(tmp, path)
         return blob_id
 
-    def create_repo(self, repo_id: str, private: bool) -> Repo:
+    def create_repo(self, repo_id: str, private: bool, kind: str = "model") -> Repo:
         with self.lock:
-            repo = Repo(repo_id=repo_id, private=private, created_at=_now_iso())
-            self.repos[repo_id] = repo
+            repo = Repo(repo_id=repo_id, private=private, kind=kind, created_at=_now_iso())
+            self.repos[repo_key(kind, repo_id)] = repo
             # Like the Hub, a new repo starts with one commit holding .gitattributes.
             self.commit(repo, DEFAULT_BRANCH, "initial commit", "", {".gitattributes": _GITATTRIBUTES}, [])
             return repo
@@ -153,7 +160,7 @@ class HubStore:
 
     def _dump(self, repo: Repo) -> None:
         # A readable copy of the repo's history next to the blobs, for debugging failing tests.
-        path = self.root / "repos" / (repo.repo_id.replace("/", "--") + ".json")
+        path = self.root / "repos" / (repo_key(repo.kind, repo.repo_id).replace("/", "--") + ".json")
         path.parent.mkdir(parents=True, exist_ok=True)
         state = {
             "private": repo.private,
@@ -162,6 +169,11 @@ class HubStore:
             "commits": {oid: c.__dict__ for oid, c in repo.commits.items()},
         }
         path.write_text(json.dumps(state, indent=1))
+
+
+def repo_key(kind: str, repo_id: str) -> str:
+    """How the store names a repo: ``org/name`` for a model, ``datasets/org/name`` for a dataset (as in URLs)."""
+    return repo_id if kind == "model" else f"{kind}s/{repo_id}"
 
 
 class _HubError(Exception):
@@ -173,6 +185,7 @@ class _HubError(Exception):
 class _Handler(BaseHTTPRequestHandler):
     server: _HubHTTPServer
     protocol_version = "HTTP/1.1"  # keep-alive, as httpx expects
+    disable_nagle_algorithm = True  # headers and body go out in separate writes: without this, each costs ~40 ms
 
     # -- plumbing --------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -203,6 +216,8 @@ class _Handler(BaseHTTPRequestHandler):
             query = {k: v[-1] for k, v in parse_qs(url.query).items()}
             path = url.path
             if path.startswith("/api/"):
+                form = "application/x-www-form-urlencoded" in self.headers.get("Content-Type", "")
+                self._form = parse_qs(self._raw_body.decode()) if form else {}  # paths-info sends a form
                 self._api(path[len("/api/") :], query)
             elif "/resolve/" in path:
                 self._resolve(path.lstrip("/"))
@@ -255,10 +270,10 @@ class _Handler(BaseHTTPRequestHandler):
         if self.server.hub.token is not None and self.token is None:
             raise _HubError(401, "You must be authenticated to write to the Hub")
 
-    def _repo(self, repo_id: str) -> Repo:
-        repo = self.server.hub.store.repos.get(repo_id)
+    def _repo(self, key: str) -> Repo:
+        repo = self.server.hub.store.repos.get(key)
         if repo is None or (repo.private and self.server.hub.token is not None and self.token is None):
-            raise _HubError(404, f"Repository {repo_id} not found", "RepoNotFound")
+            raise _HubError(404, f"Repository {key} not found", "RepoNotFound")
         return repo
 
     def _commit_for(self, repo: Repo, revision: str) -> Commit:
@@ -284,25 +299,28 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "repos/delete" and method == "DELETE":
             self._require_write()
             body = self._json_body()
-            repo_id = f"{body.get('organization') or USER}/{body['name']}"
+            key = repo_key(body.get("type") or "model", f"{body.get('organization') or USER}/{body['name']}")
             with hub.store.lock:
-                self._repo(repo_id)
-                del hub.store.repos[repo_id]
+                self._repo(key)
+                del hub.store.repos[key]
             return self._send_json({})
 
-        match = re.match(r"^models/(?P<repo>[^/]+/[^/]+)(?:/(?P<action>[a-z-]+)(?:/(?P<rest>.*))?)?$", path)
+        match = re.match(r"^(?P<kind>model|dataset)s/(?P<repo>[^/]+/[^/]+)(?:/(?P<action>[a-z-]+)(?:/(?P<rest>.*))?)?$",
+                         path)
         if match is None:
             raise _HubError(404, f"unsupported API path /api/{path}")
-        repo_id, action, rest = match["repo"], match["action"], match["rest"]
+        key, action, rest = repo_key(match["kind"], match["repo"]), match["action"], match["rest"]
         if action is None and method == "GET":
-            repo = self._repo(repo_id)
-            return self._send_json(self._model_info(repo, self._commit_for(repo, DEFAULT_BRANCH)))
-        repo = self._repo(repo_id)
+            repo = self._repo(key)
+            return self._send_json(self._repo_info(repo, self._commit_for(repo, DEFAULT_BRANCH)))
+        repo = self._repo(key)
         if action == "revision" and method == "GET":
-            return self._send_json(self._model_info(repo, self._commit_for(repo, rest or "")))
+            return self._send_json(self._repo_info(repo, self._commit_for(repo, rest or "")))
         if action == "tree" and method == "GET":
             revision, _, sub = (rest or "").partition("/")
             return self._tree(repo, self._commit_for(repo, revision), unquote(sub), query)
+        if action == "paths-info" and method == "POST":
+            return self._paths_info(repo, self._commit_for(repo, rest or DEFAULT_BRANCH))
         if action == "refs" and method == "GET":
             return self._send_json(
                 {
@@ -353,26 +371,29 @@ class _Handler(BaseHTTPRequestHandler):
     def _create_repo(self, body: dict) -> None:
         self._require_write()
         hub = self.server.hub
-        if body.get("type", "model") not in (None, "model"):
-            raise _HubError(400, f"the test server only hosts model repos, not {body.get('type')!r}")
+        kind = body.get("type") or "model"
+        if kind not in ("model", "dataset"):
+            raise _HubError(400, f"the test server only hosts model and dataset repos, not {kind!r}")
         name, org = body.get("name"), body.get("organization")
         if not name or not re.match(r"^[\w.-]+$", name) or (org and not re.match(r"^[\w.-]+$", org)):
             raise _HubError(400, f"invalid repo name {org!r}/{name!r}")
         repo_id = f"{org or USER}/{name}"  # like the Hub: no namespace -> the caller's
+        key = repo_key(kind, repo_id)
         with hub.store.lock:
-            if repo_id in hub.store.repos:
-                return self._send_json({"error": "You already created this model repo", "url": self._url(repo_id)}, 409)
-            hub.store.create_repo(repo_id, private=body.get("visibility") == "private" or bool(body.get("private")))
-        self._send_json({"url": self._url(repo_id), "name": repo_id, "id": repo_id})
+            if key in hub.store.repos:
+                return self._send_json({"error": f"You already created this {kind} repo", "url": self._url(key)}, 409)
+            hub.store.create_repo(repo_id, private=body.get("visibility") == "private" or bool(body.get("private")),
+                                  kind=kind)
+        self._send_json({"url": self._url(key), "name": repo_id, "id": repo_id})
 
-    def _url(self, repo_id: str) -> str:
-        return f"{self.server.hub.endpoint}/{repo_id}"
+    def _url(self, key: str) -> str:
+        return f"{self.server.hub.endpoint}/{key}"
 
-    def _model_info(self, repo: Repo, commit: Commit) -> dict:
+    def _repo_info(self, repo: Repo, commit: Commit) -> dict:
         return {
             "_id": hashlib.md5(repo.repo_id.encode()).hexdigest()[:24],
             "id": repo.repo_id,
-            "modelId": repo.repo_id,
+            **({"modelId": repo.repo_id} if repo.kind == "model" else {}),
             "author": repo.repo_id.split("/")[0],
             "sha": commit.oid,
             "lastModified": commit.date,
@@ -392,8 +413,7 @@ class _Handler(BaseHTTPRequestHandler):
         if prefix and not any(p.startswith(prefix) for p in commit.files):
             raise _HubError(404, f"{sub} does not exist on {commit.oid}", "EntryNotFound", commit.oid)
         entries, folders = [], set()
-        store = self.server.hub.store
-        for path, blob_id in sorted(commit.files.items()):
+        for path in sorted(commit.files):
             if not path.startswith(prefix):
                 continue
             parts = path[len(prefix) :].split("/")
@@ -401,12 +421,25 @@ class _Handler(BaseHTTPRequestHandler):
                 folder = prefix + "/".join(parts[:depth])
                 if folder not in folders and (recursive or depth == 1):
                     folders.add(folder)
-                    entries.append({"type": "directory", "oid": hashlib.sha1(folder.encode()).hexdigest(), "size": 0,
-                                    "path": folder})
+                    entries.append(self._entry(commit, folder))
             if recursive or len(parts) == 1:
-                entries.append({"type": "file", "oid": blob_id, "size": store.blob_path(blob_id).stat().st_size,
-                                "path": path})
+                entries.append(self._entry(commit, path))
         self._send_json(entries)
+
+    def _entry(self, commit: Commit, path: str) -> dict:
+        """A tree / paths-info entry: a file of the commit, or a folder holding some."""
+        blob_id = commit.files.get(path)
+        if blob_id is None:
+            return {"type": "directory", "oid": hashlib.sha1(path.encode()).hexdigest(), "size": 0, "path": path}
+        return {"type": "file", "oid": blob_id, "size": self.server.hub.store.blob_path(blob_id).stat().st_size,
+                "path": path}
+
+    def _paths_info(self, repo: Repo, commit: Commit) -> None:
+        # Like the Hub: paths that do not exist are left out of the answer, not an error.
+        paths = self._form.get("paths") or self._json_body().get("paths", [])
+        existing = [p.strip("/") for p in paths
+                    if p.strip("/") in commit.files or any(f.startswith(p.strip("/") + "/") for f in commit.files)]
+        self._send_json([self._entry(commit, p) for p in existing])
 
     def _preupload(self, repo: Repo, revision: str, body: dict, query: dict[str, str]) -> None:
         if query.get("create_pr"):
@@ -460,7 +493,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json({
             "success": True,
             "commitOid": commit.oid,
-            "commitUrl": f"{hub.endpoint}/{repo.repo_id}/commit/{commit.oid}",
+            "commitUrl": f"{hub.endpoint}/{repo_key(repo.kind, repo.repo_id)}/commit/{commit.oid}",
             "pullRequestUrl": None,
         })
 
@@ -518,7 +551,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._drop()
             end = len(data)  # announce everything, send half, drop
             self._send_file_headers(200, commit, blob_id, len(data), len(data))
-            self.wfile.write(data[: len(data) // 2])
+            self._send_body(filename, data[: len(data) // 2])
             self.wfile.flush()
             return self._drop()
         if range_header:
@@ -535,9 +568,26 @@ class _Handler(BaseHTTPRequestHandler):
                 raise _HubError(416, f"Range {range_header!r} outside a {len(data)}-byte file")
             status = 206
         self._send_file_headers(status, commit, blob_id, end - start, len(data), (start, end) if status == 206 else None)
-        if self.command == "GET":
-            hub.downloads[filename] = hub.downloads.get(filename, 0) + 1
-            self.wfile.write(data[start:end])
+        if self.command != "GET":
+            return
+        body = data[start:end]
+        with hub._lock:
+            cut = status == 206 and hub.drop_range_reads > 0
+            hub.drop_range_reads -= cut
+        if cut:  # a link that fails mid-read: half the requested bytes, then nothing
+            hub.dropped += 1
+            body = body[: len(body) // 2]
+        self._send_body(filename, body)
+        if cut:
+            self.wfile.flush()
+            return self._drop()
+        hub.downloads[filename] = hub.downloads.get(filename, 0) + 1
+
+    def _send_body(self, filename: str, body: bytes) -> None:
+        hub = self.server.hub
+        with hub._lock:
+            hub.bytes_served[filename] = hub.bytes_served.get(filename, 0) + len(body)
+        self.wfile.write(body)
 
     def _send_file_headers(self, status, commit: Commit, blob_id: str, length: int, total: int, span=None):
         self.send_response(status)
@@ -567,8 +617,9 @@ class HubServer:
     """A Hub-compatible server on ``127.0.0.1`` backed by a directory (a temp dir by default).
 
     Attributes tests use: ``endpoint``, ``store`` (repos, commits), ``log`` (one line per request),
-    ``downloads`` (filename -> completed GETs), ``drop_downloads`` (fault switch), ``dropped``
-    (downloads dropped so far), ``errors`` (server-side exceptions; a test may assert it is empty).
+    ``downloads`` (filename -> completed GETs), ``bytes_served`` (filename -> body bytes sent),
+    ``drop_downloads`` / ``drop_range_reads`` (fault switches), ``dropped`` (downloads dropped so far),
+    ``errors`` (server-side exceptions; a test may assert it is empty).
     """
 
     def __init__(self, root: str | os.PathLike | None = None, *, token: str | None = None, lifetime_s: float = 600.0):
@@ -580,7 +631,9 @@ class HubServer:
         self.log: list[str] = []
         self.errors: list[str] = []
         self.downloads: dict[str, int] = {}
+        self.bytes_served: dict[str, int] = {}
         self.drop_downloads = False
+        self.drop_range_reads = 0
         self.dropped = 0
         self._httpd: _HubHTTPServer | None = None
         self._connections: set[socket.socket] = set()  # open keep-alive connections, closed by stop()
@@ -626,7 +679,7 @@ class HubServer:
         self.stop()
 
     def head(self, repo_id: str, revision: str = DEFAULT_BRANCH) -> str:
-        """The commit id a revision points at."""
+        """The commit id a revision points at (``repo_id`` of a dataset: ``"datasets/org/name"``)."""
         commit = self.store.repos[repo_id].resolve(revision)
         assert commit is not None, f"{repo_id}@{revision} does not exist"
         return commit.oid

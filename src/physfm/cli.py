@@ -13,6 +13,7 @@ COMMANDS = {
     "simulate": ("physfm.simulate.cli", "generate Well-format data with an offline simulator"),
     "inspect": ("physfm.data.inspect", "summarise and validate a Well-format dataset"),
     "convert": ("physfm.data.convert", "turn your own NumPy/HDF5 arrays into a Well-format dataset"),
+    "download": ("physfm.data.download", "copy some files of a Hub-hosted Well dataset into a local folder"),
     "train": ("physfm.training.cli", "train a tokeniser (stage 1) or a dynamics model (stage 2)"),
     "evaluate": ("physfm.training.evaluate", "evaluate a checkpoint on a dataset's valid split"),
     "forecast": ("physfm.forecasting", "forecast physical fields from a raw data file with a dynamics checkpoint"),

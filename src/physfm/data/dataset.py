@@ -20,11 +20,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from .hub_files import HubFolder
 from .stats import MIN_STD, Normalizer, load_stats
 from .well_format import (
     FileHeader,
     check_consistent,
     check_finite,
+    dataset_location,
     list_split_files,
     open_well_file,
     read_field,
@@ -49,7 +51,10 @@ class WellWindowDataset(Dataset):
 
     Args:
         path: dataset directory (``<path>/data/<split>/*.hdf5`` + ``<path>/stats.yaml``), a split
-            directory, or a single HDF5 file.
+            directory, a single HDF5 file, or the same layout in a Hub dataset repository:
+            ``"hf://datasets/<org>/<name>[@<revision>]"`` (e.g. The Well's ``hf://datasets/polymathic-ai/shear_flow``)
+            or a :class:`~physfm.data.hub_files.HubFolder`. Hub files are read in byte ranges through an
+            on-disk block cache; nothing is downloaded whole.
         split: ``"train"``, ``"valid"`` or ``"test"``.
         n_steps_input / n_steps_output: frames in ``input_fields`` / ``output_fields``.
         dt_stride: stride between consecutive frames of a window, in stored frames.
@@ -57,17 +62,20 @@ class WellWindowDataset(Dataset):
         stats_path: override the location of ``stats.yaml``.
         check_finite: raise a ValueError naming file/trajectory/time on NaN/Inf in a window (one cheap
             vectorised check per item).
+        cache_dir: for an ``hf://`` path, where its blocks are cached (default
+            :func:`~physfm.data.hub_files.default_cache_dir`, under ``HF_HOME``).
 
     Attributes:
         field_names, periodic, boundary_types, spatial_shape, spatial_dims, n_spatial_dims, dataset_name,
         dt, coords, time_grid, normalizer, files, headers (per-file :class:`FileHeader`: scalars, parameters).
     """
 
-    def __init__(self, path: str | os.PathLike, split: str = "train", n_steps_input: int = 4,
+    def __init__(self, path: str | os.PathLike | HubFolder, split: str = "train", n_steps_input: int = 4,
                  n_steps_output: int = 1, dt_stride: int = 1, normalize: bool = True,
-                 stats_path: str | os.PathLike | None = None, check_finite: bool = True):
+                 stats_path: str | os.PathLike | None = None, check_finite: bool = True,
+                 cache_dir: str | os.PathLike | None = None):
         super().__init__()
-        self.path = Path(path)
+        self.path = dataset_location(path, cache_dir)
         self.split = split
         self.n_steps_input = _positive_int("n_steps_input", n_steps_input)
         self.n_steps_output = _positive_int("n_steps_output", n_steps_output, minimum=0)

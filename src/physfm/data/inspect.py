@@ -1,22 +1,24 @@
 """``physfm inspect DIR``: print a Well dataset's summary and validate it.
 
 Validation reads every file's header (required attributes and groups, shapes, consistent field names
-and grid across files), checks ``stats.yaml`` covers every field, and — unless ``--no-scan`` — scans
-all field values for NaN/Inf one trajectory at a time. Any problem raises one ValueError, which the
-``physfm`` dispatcher prints before exiting with status 1.
+and grid across files), checks ``stats.yaml`` covers every field, and scans all field values for NaN/Inf
+one trajectory at a time (local datasets by default, ``hf://`` ones with ``--scan``: it reads every byte).
+Any problem raises one ValueError, which the ``physfm`` dispatcher prints before exiting with status 1.
 """
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 
+from .hub_files import HubFolder
 from .stats import check_statistic, load_stats
 from .well_format import (
     DatasetMetadata,
     check_finite,
+    dataset_location,
+    hdf5_files,
     iter_field_chunks,
     open_well_file,
     read_field,
@@ -29,9 +31,7 @@ def scan_values(meta: DatasetMetadata) -> int:
     """Check every field value of every file is finite; returns the number of trajectories scanned."""
     n = 0
     for split in meta.splits:
-        directory = meta.path / "data" / split if meta.path.is_dir() else meta.path.parent
-        files = [meta.path] if meta.path.is_file() else sorted(
-            p for p in directory.iterdir() if p.suffix in (".hdf5", ".h5"))
+        files = [meta.path] if meta.path.is_file() else hdf5_files(meta.path, f"data/{split}")
         for file in files:
             with open_well_file(file) as f:
                 header = read_file_header(f)
@@ -68,16 +68,21 @@ def validate_stats(meta: DatasetMetadata) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="physfm inspect",
                                      description="Summarise and validate a Well-format dataset.")
-    parser.add_argument("path", help="dataset directory (<dataset>/data/<split>/*.hdf5) or one HDF5 file")
-    parser.add_argument("--no-scan", action="store_true", help="skip the NaN/Inf scan of all field values")
+    parser.add_argument("path", help="dataset directory (<dataset>/data/<split>/*.hdf5), one HDF5 file, or a Hub "
+                                     "dataset: hf://datasets/<org>/<name>[@<revision>]")
+    parser.add_argument("--scan", action=argparse.BooleanOptionalAction, default=None,
+                        help="scan all field values for NaN/Inf (default: yes for local data, no for hf:// paths, "
+                             "where the scan reads every byte)")
     args = parser.parse_args(argv)
-    path = Path(args.path)
+    path = dataset_location(args.path)
     meta = read_well_metadata(path)
     print(meta.summary())
     if path.is_dir():
         validate_stats(meta)
-    if not args.no_scan:
+    if args.scan if args.scan is not None else not isinstance(path, HubFolder):
         n = scan_values(meta)
         print(f"values       {n} trajectories scanned, all finite")
+    else:
+        print("values       not scanned (--scan reads and checks every value)")
     print("valid        yes")
     return 0

@@ -17,6 +17,7 @@ import numpy as np
 import yaml
 
 from ..models.processing_physfm import ZScore
+from .hub_files import HubFile
 
 STAT_KEYS = ("mean", "std", "mean_delta", "std_delta", "rms", "rms_delta")
 
@@ -119,17 +120,17 @@ def write_stats(stats: Mapping, path: str | os.PathLike) -> Path:
     return path
 
 
-def load_stats(path: str | os.PathLike) -> dict:
-    """Read a ``stats.yaml``; raises a clear error if it is missing or lacks The Well's keys."""
-    path = Path(path)
+def load_stats(path: str | os.PathLike | HubFile) -> dict:
+    """Read a ``stats.yaml`` (a local file or one on the Hub); raises a clear error if it is missing or lacks The
+    Well's keys."""
+    path = path if isinstance(path, HubFile) else Path(path)
     if not path.is_file():
         raise FileNotFoundError(
             f"normalisation statistics {path} not found; expected a stats.yaml beside data/ "
             "(write one with physfm.data.compute_stats + write_stats, or pass normalize=False)"
         )
     try:
-        with open(path) as f:
-            stats = yaml.safe_load(f)
+        stats = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
         raise ValueError(f"{path}: not valid YAML ({error})") from None
     missing = [k for k in ("mean", "std") if not isinstance(stats, dict) or k not in stats]

@@ -13,10 +13,14 @@ Each file holds (attributes marked ``@``)::
 
 Field arrays may drop the ``traj`` axis (``sample_varying=False``), the ``time`` axis
 (``time_varying=False``, a *constant* field) or spatial axes (``dim_varying``); readers broadcast.
+
+Readers take a local path or a Hub dataset folder, ``hf://datasets/<org>/<name>[@<revision>]``
+(:mod:`physfm.data.hub_files`: byte-range reads through an on-disk block cache).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import itertools
 import math
@@ -31,6 +35,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from .hub_files import HubFile, HubFolder, HubReadError, is_hub_url
 from .stats import StatsAccumulator, write_stats
 
 SPLITS = ("train", "valid", "test")
@@ -65,23 +70,47 @@ def flat_field_names(name: str, order: int, spatial_dims: Sequence[str]) -> list
     return [f"{name}_{''.join(c)}" for c in itertools.product(spatial_dims, repeat=order)]
 
 
-def list_split_files(path: str | os.PathLike, split: str) -> list[Path]:
-    """Sorted HDF5 files of ``split`` under a dataset directory (``path/data/split``).
+DatasetLocation = Path | HubFolder
+"""Where a dataset lives: a local path, or a folder of a Hub dataset repository."""
+
+
+def dataset_location(path: str | os.PathLike | HubFolder, cache_dir: str | os.PathLike | None = None
+                     ) -> DatasetLocation:
+    """``hf://datasets/...`` -> its :class:`HubFolder` (blocks cached under ``cache_dir``); anything else -> a Path."""
+    if isinstance(path, HubFolder):
+        return path
+    if is_hub_url(path):
+        return HubFolder(path, cache_dir=cache_dir)
+    if cache_dir is not None:
+        raise ValueError(f"cache_dir: only used for hf:// paths, but {str(path)!r} is a local path")
+    return Path(path)
+
+
+def hdf5_files(root: DatasetLocation, folder: str) -> list[Path | HubFile]:
+    """The HDF5 files directly inside ``root/folder``, sorted (none if there is no such folder)."""
+    if isinstance(root, HubFolder):
+        return [f for f in root.iterdir(folder) if f.suffix in HDF5_SUFFIXES]
+    directory = root / folder
+    return sorted(p for p in directory.glob("*") if p.suffix in HDF5_SUFFIXES and p.is_file()) \
+        if directory.is_dir() else []
+
+
+def list_split_files(path: str | os.PathLike | HubFolder, split: str) -> list[Path | HubFile]:
+    """Sorted HDF5 files of ``split`` under a dataset directory (``path/data/split``) or Hub folder.
 
     ``path`` may also be the split directory itself, or a single file.
     """
-    path = Path(path)
-    if path.is_file():
-        return [path]
-    if not path.exists():
-        raise FileNotFoundError(f"dataset {path} does not exist")
-    for directory in (path / "data" / split, path / split, path):
-        files = sorted(p for p in directory.glob("*") if p.suffix in HDF5_SUFFIXES and p.is_file()) \
-            if directory.is_dir() else []
+    root = dataset_location(path)
+    if isinstance(root, Path) and root.is_file():
+        return [root]
+    if isinstance(root, Path) and not root.exists():
+        raise FileNotFoundError(f"dataset {root} does not exist")
+    for folder in (f"data/{split}", split, ""):
+        files = hdf5_files(root, folder)
         if files:
             return files
     raise FileNotFoundError(
-        f"no HDF5 files for split {split!r} under {path}; expected {path}/data/{split}/*.hdf5 "
+        f"no HDF5 files for split {split!r} under {root}; expected {root}/data/{split}/*.hdf5 "
         "(The Well's layout)"
     )
 
@@ -91,13 +120,19 @@ def list_split_files(path: str | os.PathLike, split: str) -> list[Path]:
 # --------------------------------------------------------------------------------------------------
 
 
-def open_well_file(path: str | os.PathLike) -> h5py.File:
+def _file_ref(file: str | os.PathLike | HubFile) -> Path | HubFile:
+    return file if isinstance(file, HubFile) else Path(file)
+
+
+def open_well_file(path: str | os.PathLike | HubFile) -> h5py.File:
     """Open an HDF5 file read-only, turning h5py's low-level errors into one clear message."""
-    path = Path(path)
+    path = _file_ref(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist")
     try:
-        return h5py.File(path, "r")
+        return path.open_hdf5() if isinstance(path, HubFile) else h5py.File(path, "r")
+    except (HubReadError, FileNotFoundError):  # the Hub could not serve it (or not offline): not a broken file
+        raise
     except OSError as error:
         raise ValueError(
             f"{path}: cannot be opened as HDF5 ({error}); the file is truncated or corrupt — "
@@ -125,7 +160,7 @@ class FieldSpec:
 class FileHeader:
     """Everything about a Well file except its field values."""
 
-    path: Path
+    path: Path | HubFile
     dataset_name: str
     grid_type: str
     n_spatial_dims: int
@@ -188,15 +223,15 @@ def _require(mapping, key: str, where: str, path: Path):
     return mapping[key]
 
 
-def read_file_header(source: str | os.PathLike | h5py.File) -> FileHeader:
+def read_file_header(source: str | os.PathLike | HubFile | h5py.File) -> FileHeader:
     """Read and validate the structure of one Well file (attributes, groups, dataset shapes)."""
     if isinstance(source, h5py.File):
         return _read_header(source, Path(source.filename))
     with open_well_file(source) as f:
-        return _read_header(f, Path(source))
+        return _read_header(f, _file_ref(source))
 
 
-def _read_header(f: h5py.File, path: Path) -> FileHeader:
+def _read_header(f: h5py.File, path: Path | HubFile) -> FileHeader:
     for key in ROOT_ATTRS:
         _require(f.attrs, key, "root attribute ", path)
     for key in ("dimensions", "boundary_conditions", "scalars", *FIELD_GROUPS):
@@ -299,10 +334,11 @@ def read_field(f: h5py.File, spec: FieldSpec, header: FileHeader, traj: int,
     return data.reshape(*lead, *header.spatial_shape, len(spec.flat_names))
 
 
-def read_trajectory(path: str | os.PathLike, traj: int, include_constant: bool = False) -> dict[str, np.ndarray]:
+def read_trajectory(path: str | os.PathLike | HubFile, traj: int, include_constant: bool = False
+                    ) -> dict[str, np.ndarray]:
     """All time-varying fields of one trajectory, as ``{flat name: [time, *space]}``."""
     with open_well_file(path) as f:
-        header = _read_header(f, Path(path))
+        header = _read_header(f, _file_ref(path))
         out = {}
         for spec in header.fields if include_constant else header.variable_fields:
             data = read_field(f, spec, header, traj)
@@ -311,7 +347,7 @@ def read_trajectory(path: str | os.PathLike, traj: int, include_constant: bool =
         return out
 
 
-def iter_field_chunks(path: Path, split: str) -> Iterator[tuple[str, np.ndarray, int, bool]]:
+def iter_field_chunks(path: DatasetLocation, split: str) -> Iterator[tuple[str, np.ndarray, int, bool]]:
     """Yield ``(core name, [1, time, *space, (d...)], order, time_varying)`` per field and trajectory."""
     for file in list_split_files(path, split):
         with open_well_file(file) as f:
@@ -324,7 +360,7 @@ def iter_field_chunks(path: Path, split: str) -> Iterator[tuple[str, np.ndarray,
                     yield spec.name, lead, spec.order, spec.time_varying
 
 
-def check_finite(data: np.ndarray, path: Path, traj: int, time_start: int, time_stride: int,
+def check_finite(data: np.ndarray, path: Path | HubFile, traj: int, time_start: int, time_stride: int,
                  field_names: Sequence[str]) -> None:
     """Raise a ValueError naming the file, trajectory, time index and field of the first NaN/Inf.
 
@@ -342,9 +378,9 @@ def check_finite(data: np.ndarray, path: Path, traj: int, time_start: int, time_
 
 @dataclass
 class DatasetMetadata:
-    """Summary of a Well dataset directory (``read_well_metadata``)."""
+    """Summary of a Well dataset directory or Hub folder (``read_well_metadata``)."""
 
-    path: Path
+    path: DatasetLocation
     dataset_name: str
     grid_type: str
     n_spatial_dims: int
@@ -405,14 +441,14 @@ def check_consistent(reference: FileHeader, header: FileHeader) -> None:
                              "dataset must share them")
 
 
-def read_well_metadata(path: str | os.PathLike, splits: Sequence[str] = SPLITS) -> DatasetMetadata:
-    """Read and validate the headers of every file of a dataset directory (or of a single file).
+def read_well_metadata(path: str | os.PathLike | HubFolder, splits: Sequence[str] = SPLITS) -> DatasetMetadata:
+    """Read and validate the headers of every file of a dataset directory or Hub folder (or of a single file).
 
     Checks required attributes/groups, dataset shapes and that every file shares field names, grid and
     dataset name. Field values are not read (``physfm inspect`` also scans them for NaN/Inf).
     """
-    path = Path(path)
-    if not path.exists():
+    path = dataset_location(path)
+    if isinstance(path, Path) and not path.exists():
         raise FileNotFoundError(f"dataset {path} does not exist")
     if path.is_file() and path.suffix not in HDF5_SUFFIXES:
         raise ValueError(f"{path} is a {path.suffix or 'suffix-less'} file; expected a dataset folder "
@@ -420,12 +456,7 @@ def read_well_metadata(path: str | os.PathLike, splits: Sequence[str] = SPLITS) 
     if path.is_file():
         files_by_split = {"file": [path]}
     else:
-        files_by_split = {}
-        for split in splits:
-            directory = path / "data" / split
-            files = sorted(p for p in directory.glob("*") if p.suffix in HDF5_SUFFIXES) if directory.is_dir() else []
-            if files:
-                files_by_split[split] = files
+        files_by_split = {split: files for split in splits if (files := hdf5_files(path, f"data/{split}"))}
         if not files_by_split:
             raise FileNotFoundError(f"no HDF5 files under {path}/data/{{{','.join(splits)}}}/; expected The "
                                     "Well's layout <dataset>/data/<split>/*.hdf5")
@@ -606,7 +637,7 @@ def compute_stats(source: str | os.PathLike | Mapping[str, np.ndarray], n_spatia
                 acc.add(name, np.asarray(array[traj : traj + 1]), order)
         return acc.result()
 
-    for name, chunk, order, time_varying in iter_field_chunks(Path(source), split):
+    for name, chunk, order, time_varying in iter_field_chunks(dataset_location(source), split):
         acc.add(name, chunk, order, time_varying=time_varying)
     return acc.result()
 
@@ -746,10 +777,7 @@ def write_well_dataset(
     params_per_split = _normalise_parameters(simulation_parameters, splits, n_traj)
     time = dt * np.arange(n_steps, dtype=np.float64)
 
-    _remove_abandoned_writes(out_dir)
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with writing_dataset(out_dir) as tmp:
         stats = StatsAccumulator()
         stats_split = "train" if "train" in splits else None
         for split, fields in splits.items():
@@ -769,6 +797,20 @@ def write_well_dataset(
                     for i in range(array.shape[0]):
                         stats.add(name, array[i:i + 1], orders[name])
         write_stats(stats.result(), tmp / "stats.yaml")
+    return out_dir
+
+
+@contextlib.contextmanager
+def writing_dataset(out_dir: Path) -> Iterator[Path]:
+    """Write a dataset folder all at once: yields an empty temporary sibling folder, which replaces ``out_dir``
+    (with physfm's :data:`MARKER` inside) when the block exits cleanly. On any error the temporary folder is
+    removed and ``out_dir`` is left as it was. The caller checks first that ``out_dir`` may be replaced
+    (:func:`check_replaceable`)."""
+    _remove_abandoned_writes(out_dir)
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        tmp.mkdir(parents=True)
+        yield tmp
         (tmp / MARKER).write_text("written by physfm; `--overwrite` may replace this folder\n")
         if out_dir.exists():
             trash = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
@@ -779,11 +821,12 @@ def write_well_dataset(
             os.replace(tmp, out_dir)
     except OSError as error:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(error, ConnectionError):  # the source failed, not the disk
+            raise
         raise ValueError(write_error_message(out_dir, error)) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return out_dir
 
 
 def _remove_abandoned_writes(out_dir: Path) -> None:

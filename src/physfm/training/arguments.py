@@ -34,7 +34,8 @@ class DataArguments:
 
     data: list[str] = field(
         default=None,
-        metadata={"help": "One or more Well-format dataset directories (a mixture when several; "
+        metadata={"help": "One or more Well-format datasets: directories, or Hub datasets "
+                          "hf://datasets/<org>/<name>[@<revision>] read in cached byte ranges (a mixture when several; "
                           "stage dynamics takes exactly one)."},
     )
     n_steps_input: int = field(

@@ -21,7 +21,7 @@ from ..models.configuration_dynamics import PhysfmDynamicsConfig
 from ..models.modeling_dynamics import PhysfmDynamicsModel
 from .checkpointing import STATE_NAME, atomic_write_json
 from .evaluation import evaluate_dynamics, evaluate_tokeniser, plot_rollout, rollout_metrics, summarise
-from .tasks import check_tokeniser_fits
+from .tasks import check_data_exists, check_tokeniser_fits
 
 MODEL_CLASSES = {
     PhysfmTokeniserConfig.model_type: (PhysfmTokeniserConfig, PhysfmTokeniserModel),
@@ -68,8 +68,7 @@ def evaluate_checkpoint(checkpoint: str, data: str, output_dir: str | None = Non
     into ``output_dir`` and return the metrics."""
     from ..data import WellWindowDataset
 
-    if not Path(data).exists():
-        raise FileNotFoundError(f"--data: {data!r} does not exist; expected a Well-format dataset directory")
+    check_data_exists(data)
     horizons = list(horizons or [1, 2, 4, 8, 16])
     if any(h < 1 for h in horizons):
         raise ValueError(f"--horizons: got {horizons}; expected positive numbers of frames")
@@ -124,7 +123,7 @@ def format_table(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="physfm evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", help="model directory, output_dir/checkpoint-<step>, or Hub id")
-    parser.add_argument("--data", required=True, help="Well-format dataset directory")
+    parser.add_argument("--data", required=True, help="Well-format dataset directory, or hf://datasets/<org>/<name>")
     parser.add_argument("--split", default="valid", choices=["train", "valid", "test"])
     parser.add_argument("--output_dir", default=None, help="where metrics.json and rollout.png go (default: physfm_eval)")
     parser.add_argument("--horizons", type=int, nargs="+", default=[1, 2, 4, 8, 16], help="rollout horizons (frames)")

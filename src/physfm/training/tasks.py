@@ -27,6 +27,7 @@ from transformers.utils import FEATURE_EXTRACTOR_NAME
 
 from ..checkpoints import check_checkpoint_reference
 from ..data.field_processor import processor_for_datasets, processor_from_dataset
+from ..data.hub_files import is_hub_url
 from ..models import PhysfmTokeniserConfig, PhysfmTokeniserModel
 from ..models.configuration_dynamics import PhysfmDynamicsConfig
 from ..models.modeling_dynamics import PhysfmDynamicsModel
@@ -41,14 +42,20 @@ logger = logging.getLogger(__name__)
 PathLike = str | Path
 
 
+def check_data_exists(path: PathLike) -> None:
+    """``--data`` names an existing local dataset, or a Hub one (which the dataset checks when it opens it)."""
+    if not is_hub_url(path) and not Path(path).exists():
+        raise FileNotFoundError(f"--data: {str(path)!r} does not exist; expected a Well-format dataset directory "
+                                "or hf://datasets/<org>/<name>")
+
+
 def _open_datasets(paths: Sequence[PathLike], split: str, n_steps_input: int, n_steps_output: int,
                    dt_stride: int) -> list:
     from ..data import WellWindowDataset
 
     datasets = []
     for path in paths:
-        if not Path(path).exists():
-            raise FileNotFoundError(f"--data: {str(path)!r} does not exist; expected a Well-format dataset directory")
+        check_data_exists(path)
         datasets.append(WellWindowDataset(path, split=split, n_steps_input=n_steps_input,
                                           n_steps_output=n_steps_output, dt_stride=dt_stride))
     return datasets
