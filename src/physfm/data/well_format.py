@@ -22,8 +22,6 @@ import itertools
 import math
 import os
 import re
-import shutil
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +29,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from .._io import atomic_directory
 from .stats import StatsAccumulator, write_stats
 
 SPLITS = ("train", "valid", "test")
@@ -746,65 +745,31 @@ def write_well_dataset(
     params_per_split = _normalise_parameters(simulation_parameters, splits, n_traj)
     time = dt * np.arange(n_steps, dtype=np.float64)
 
-    _remove_abandoned_writes(out_dir)
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        stats = StatsAccumulator()
-        stats_split = "train" if "train" in splits else None
-        for split, fields in splits.items():
-            (tmp / "data" / split).mkdir(parents=True)
-            # Group trajectories by identical parameter set: one file per set, as The Well does.
-            groups: dict[str, list[int]] = {}
-            for i, params in enumerate(params_per_split[split]):
-                groups.setdefault(repr(sorted(params.items(), key=lambda kv: kv[0])), []).append(i)
-            for indices in groups.values():
-                params = params_per_split[split][indices[0]]
-                sub = {k: v[indices] for k, v in fields.items()}
-                _write_file(tmp / "data" / split / _file_name(dataset_name, params), dataset_name=dataset_name,
-                            grid_type=grid_type, fields=sub, orders=orders, time=time, coords=coords,
-                            boundaries=boundaries, params=params, scalars=dict(scalars or {}))
-            if stats_split is None or split == stats_split:
-                for name, array in fields.items():
-                    for i in range(array.shape[0]):
-                        stats.add(name, array[i:i + 1], orders[name])
-        write_stats(stats.result(), tmp / "stats.yaml")
-        (tmp / MARKER).write_text("written by physfm; `--overwrite` may replace this folder\n")
-        if out_dir.exists():
-            trash = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(out_dir, trash)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
+        with atomic_directory(out_dir) as tmp:
+            stats = StatsAccumulator()
+            stats_split = "train" if "train" in splits else None
+            for split, fields in splits.items():
+                (tmp / "data" / split).mkdir(parents=True)
+                # Group trajectories by identical parameter set: one file per set, as The Well does.
+                groups: dict[str, list[int]] = {}
+                for i, params in enumerate(params_per_split[split]):
+                    groups.setdefault(repr(sorted(params.items(), key=lambda kv: kv[0])), []).append(i)
+                for indices in groups.values():
+                    params = params_per_split[split][indices[0]]
+                    sub = {k: v[indices] for k, v in fields.items()}
+                    _write_file(tmp / "data" / split / _file_name(dataset_name, params), dataset_name=dataset_name,
+                                grid_type=grid_type, fields=sub, orders=orders, time=time, coords=coords,
+                                boundaries=boundaries, params=params, scalars=dict(scalars or {}))
+                if stats_split is None or split == stats_split:
+                    for name, array in fields.items():
+                        for i in range(array.shape[0]):
+                            stats.add(name, array[i:i + 1], orders[name])
+            write_stats(stats.result(), tmp / "stats.yaml")
+            (tmp / MARKER).write_text("written by physfm; `--overwrite` may replace this folder\n")
     except OSError as error:
-        shutil.rmtree(tmp, ignore_errors=True)
         raise ValueError(write_error_message(out_dir, error)) from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
-
-
-def _remove_abandoned_writes(out_dir: Path) -> None:
-    """Delete the temporary folders of earlier writes of ``out_dir`` whose process is gone (a killed run).
-
-    Their names carry the writer's pid, so a write still running (another experiment worker) is left alone.
-    """
-    for leftover in out_dir.parent.glob(f".{out_dir.name}.tmp-*-*"):
-        pid = leftover.name.removeprefix(f".{out_dir.name}.tmp-").split("-")[0]
-        if pid.isdigit() and not _process_alive(int(pid)):
-            shutil.rmtree(leftover, ignore_errors=True)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True
 
 
 def write_error_message(path: Path, error: OSError) -> str:
