@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from .checkpoints import load_pretrained
 from .metrics import binned_spectral_mse, vrmse
 
 SPECTRAL_BINS = ("low", "mid", "high")
@@ -202,8 +203,6 @@ def tokeniser_of(model: Any, revision: str | None = None):
     """The tokeniser of ``model``: a tokeniser, a dynamics model (its tokeniser), or a checkpoint folder or Hub id
     of either (loaded with :func:`physfm.checkpoints.load_pretrained`)."""
     if isinstance(model, (str, os.PathLike)):
-        from .checkpoints import load_pretrained
-
         model = load_pretrained(model, revision=revision)
     tokeniser = getattr(model, "tokeniser", model)
     if not all(hasattr(tokeniser, name) for name in ("encode", "decode", "config")) or not hasattr(
