@@ -38,9 +38,8 @@ from plain_autoencoder import PlainAutoencoder  # scripts/, beside this file
 from torch import nn
 
 from physfm.data import WellWindowDataset
-from physfm.metrics import vrmse
 from physfm.models import PhysfmTokeniserConfig, PhysfmTokeniserModel
-from physfm.selection import CONSTANT_VARIANCE
+from physfm.reconstruction import ReconstructionScore
 from physfm.simulate import generate
 from physfm.training import ratio_balanced_objective
 
@@ -68,9 +67,10 @@ def valid_vrmse(forward: Forward, module: nn.Module, frames: torch.Tensor, spati
     module.eval()
     recon = torch.cat([forward(batch, spatial) for batch in frames.split(64)])
     module.train()
-    errors = vrmse(recon, frames)  # [N, T, C]
-    defined = frames.flatten(2, -2).var(dim=2) > CONSTANT_VARIANCE
-    return float(errors[defined].mean())
+    channels = list(range(frames.shape[-1]))
+    score = ReconstructionScore(channels)  # the score physfm reports everywhere: constant frames left out
+    score.add(recon, frames, channels, n_spatial_dims=frames.ndim - 3)
+    return score.result(spatial, 1).vrmse
 
 
 def train(forward: Forward, module: nn.Module, frames: torch.Tensor, *, seed: int,

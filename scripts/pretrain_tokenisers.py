@@ -29,10 +29,10 @@ from pathlib import Path
 
 import torch
 
+from physfm.checkpoints import load_pretrained
 from physfm.data import read_well_metadata
 from physfm.hub import push_to_hub, render_model_card
-from physfm.models import PhysfmTokeniserModel
-from physfm.selection import evaluate_reconstruction
+from physfm.reconstruction import evaluate_reconstruction
 from physfm.simulate import SYSTEMS, generate
 from physfm.training import train
 
@@ -112,7 +112,7 @@ def pretrain(name: str, system: str, datasets: list[Path], args: argparse.Namesp
                    per_device_train_batch_size=args.batch_size, learning_rate=args.learning_rate,
                    eval_steps=0, save_steps=0, seed=args.seed, model_config=args.model_config, dt_stride=args.dt_stride,
                    overwrite_output_dir=True, disable_tqdm=False)
-    model = PhysfmTokeniserModel.from_pretrained(result.model_dir, dtype=torch.float32)
+    model = load_pretrained(result.model_dir, kind="tokeniser")
     evals = [row for dataset in datasets
              for row in evaluate_reconstruction(model, dataset, "valid", dt_stride=args.dt_stride)]
     card = render_model_card(

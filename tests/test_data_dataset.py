@@ -1,4 +1,4 @@
-"""WellWindowDataset / WellMixtureDataset: windows, normalisation, DataLoader workers, mixtures."""
+"""WellWindowDataset: windows, normalisation, DataLoader workers."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ import torch
 import yaml
 from torch.utils.data import DataLoader
 
-from physfm.data import Normalizer, WellMixtureDataset, WellWindowDataset, write_well_dataset
+from physfm.data import Normalizer, WellWindowDataset, write_well_dataset
 from physfm.data.toy import toy_fields, write_toy_dataset
 
 
@@ -63,21 +63,3 @@ def test_dataloader_workers_open_lazily_and_agree(toy):
     batched = torch.cat([b["input_fields"] for b in loader])
     torch.testing.assert_close(batched, torch.stack(serial))
     ds.close()
-
-
-def test_mixture_batches_come_from_one_dataset(tmp_path):
-    a = write_toy_dataset(tmp_path / "a", n_traj=(2, 0, 0), n_steps=6, shape=(8, 4))
-    fields = {"u": np.random.default_rng(0).normal(size=(3, 5, 4, 4)).astype(np.float32)}
-    b = write_well_dataset(tmp_path / "b", "other", {"train": fields}, dt=1.0,
-                           coords={"x": np.arange(4), "y": np.arange(4)}, periodic={"x": False, "y": False})
-    mix = WellMixtureDataset([a, b], "train", n_steps_input=2, n_steps_output=1)
-    assert mix.field_names == ["tracer", "velocity_x", "velocity_y", "u"]
-    assert len(mix) == len(mix.datasets[0]) + len(mix.datasets[1]) == 2 * 4 + 3 * 3
-    sampler = mix.batch_sampler(4, generator=torch.Generator().manual_seed(0))
-    batches = list(sampler)
-    assert len(batches) == len(sampler) == 2 + 3
-    assert sorted(i for batch in batches for i in batch) == list(range(len(mix)))
-    for batch in DataLoader(mix, batch_sampler=sampler):
-        assert len(set(batch["dataset_index"].tolist())) == 1
-        channels = 3 if batch["dataset_index"][0] == 0 else 1
-        assert batch["input_fields"].shape[-1] == channels

@@ -416,7 +416,7 @@ def test_bad_input_errors(tmp_path, pretrained_tokeniser):
     for call, match in cases:
         with pytest.raises(ValueError, match=match):
             call()
-    with pytest.raises(FileNotFoundError, match="tokeniser: no checkpoint directory"):
+    with pytest.raises(FileNotFoundError, match="tokeniser: no folder"):
         PhysfmDynamicsModel.from_tokeniser(str(tmp_path / "missing"))
     model.save_pretrained(tmp_path / "dyn")
     with pytest.raises(

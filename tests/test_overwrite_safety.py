@@ -151,3 +151,31 @@ def test_overwrite_output_dir_deletes_only_the_trainers_checkpoints(tmp_path):
     train(**{**settings, "max_steps": 1, "save_steps": 1}, overwrite_output_dir=True)
     assert (run / "notes.txt").read_text() == "precious" and (run / "checkpoint-7").is_dir()
     assert not (run / "checkpoint-2").exists() and (run / "checkpoint-1").is_dir()
+
+
+def test_atomic_files_keep_the_old_content_on_failure_follow_the_umask_and_clear_dead_temporaries(tmp_path):
+    import subprocess
+    import sys
+
+    from physfm._io import atomic_file, atomic_write_json, atomic_write_text, pyplot, save_figure
+
+    target = tmp_path / "metrics.json"
+    atomic_write_json(target, {"vrmse": 0.5})
+    with pytest.raises(RuntimeError), atomic_file(target) as tmp:
+        tmp.write_text('{"vrmse": ')
+        raise RuntimeError("killed mid-write")
+    assert target.read_text() == '{\n  "vrmse": 0.5\n}\n' and sorted(p.name for p in tmp_path.iterdir()) == [
+        "metrics.json"]
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    abandoned = tmp_path / f".metrics.json.tmp-{dead.stdout.strip()}-deadbeef"
+    abandoned.write_text("half")
+    previous = os.umask(0o022)
+    try:
+        atomic_write_text(target, "new\n")
+        fig, _ = pyplot().subplots()
+        save_figure(fig, tmp_path / "curve.png")
+    finally:
+        os.umask(previous)
+    assert not abandoned.exists() and target.read_text() == "new\n"
+    assert target.stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"  # the format follows the name, not the temp's

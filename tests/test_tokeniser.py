@@ -205,11 +205,11 @@ def test_add_fields_grows_vocabulary_and_keeps_existing_rows(tmp_path):
         ),
         (
             lambda tok: tok.encode(torch.full((1, 1, 16, 16, 2), float("nan"))),
-            r"fields contains 512 NaN/Inf",
+            r"fields: got 512 NaN/Inf",
         ),
         (
             lambda tok: tok(torch.tensor([1.0, float("inf")]).repeat(256).view(1, 1, 16, 16, 2)),
-            r"fields contains 256 NaN/Inf",
+            r"fields: got 256 NaN/Inf",
         ),
         (lambda tok: tok.encode(torch.randn(1, 1, 16, 16, 2), periodic=[True]), r"periodic=\(True,\) must hold one bool per spatial axis \(2\)"),
         (lambda tok: tok.decode(torch.randn(1, 1, 4, 4, 5)), r"latents has 5 channels.*latent_channels is 4"),

@@ -1,5 +1,5 @@
 """Tiny real training runs in-process: both stages, frozen vs finetuned tokeniser, exact resume,
-NaN stop, misfit tokeniser refusal, learning, and `physfm evaluate`."""
+NaN stop, misfit tokeniser refusal, learning, one reconstruction number, and `physfm evaluate`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,12 @@ import pytest
 import torch
 from test_training_common import TINY_DYNAMICS, TINY_TOKENISER, make_dataset, weights
 
+import physfm
+from physfm.models import PhysfmTokeniserModel, finite_checks
+from physfm.reconstruction import evaluate_reconstruction
+from physfm.training.evaluate import evaluate_checkpoint
 from physfm.training.evaluate import main as evaluate_main
+from physfm.training.sampling import step_generator
 from physfm.training.trainer import NonFiniteLossError, train
 
 COMMON = {"per_device_train_batch_size": 2, "max_eval_samples": 2, "max_rollout_samples": 1, "disable_tqdm": True,
@@ -93,10 +98,80 @@ def test_resume_is_exact(data, tmp_path):
 
 
 def test_non_finite_loss_stops_with_step_and_checkpoint(data, tmp_path):
-    with pytest.raises(NonFiniteLossError, match=r"diverged at step [2-9].*Last good checkpoint: .*checkpoint-[1-8]"):
+    # Caught by type: a diverged run is a NonFiniteError, like a NaN a model refuses.
+    with pytest.raises(physfm.NonFiniteError, match=r"diverged at step [2-9].*the training loss is (nan|inf); "
+                                                    r"stopped before.*Last good checkpoint: .*checkpoint-[1-8]") as caught:
         train(stage="dynamics", data=[data["adv"]], output_dir=tmp_path, max_steps=30, save_steps=1, eval_steps=0,
               learning_rate=1e30, max_grad_norm=0, lr_scheduler_type="constant", rollout_horizons=[1],
               model_config={**TINY_DYNAMICS, "tokeniser_config": TINY_TOKENISER}, spatial_compression=4, **COMMON)
+    assert isinstance(caught.value, NonFiniteLossError)
+
+
+def test_models_skip_their_nan_check_in_the_training_step_only(data, tmp_path, monkeypatch):
+    """The per-forward check (a device sync) is off where the trainer checks the loss, on for evaluation."""
+    import physfm.models.modeling_tokeniser as modeling
+    import physfm.models.non_finite as checks
+
+    states = []
+
+    def recording(x, argument):
+        states.append(checks._ENABLED.get())
+        checks.check_finite(x, argument)
+
+    monkeypatch.setattr(modeling, "check_finite", recording)
+    train(stage="tokeniser", data=[data["adv"]], output_dir=tmp_path, max_steps=2, eval_steps=2, save_steps=0,
+          spatial_compression=[4], temporal_compression=[1], model_config=TINY_TOKENISER, **COMMON)
+    assert False in states and True in states  # training steps skipped it; the evaluation checked
+    tokeniser = PhysfmTokeniserModel.from_pretrained(tmp_path)
+    nan = torch.full((1, 1, 16, 16, 3), float("nan"))
+    with pytest.raises(physfm.NonFiniteError, match=r"fields: got 768 NaN/Inf values"):
+        tokeniser(nan)  # a user's forward checks by default
+    with finite_checks(False):
+        assert torch.isnan(tokeniser(nan).reconstruction).all()
+
+
+def test_tokeniser_stage_draws_through_the_public_sampler_and_resumes_exactly(data, tmp_path, monkeypatch):
+    """Stage 1's ratio of step k is ``sample_compression(step_generator(seed, k), ratios)``, the draw
+    ``autoencoding_loss`` makes; a run resumed at step 2 draws what the uninterrupted one drew, and ends equal."""
+    draws = []
+    sample = PhysfmTokeniserModel.sample_compression
+
+    def recording(self, generator=None, ratios=None):
+        draws.append(sample(self, generator, ratios))
+        return draws[-1]
+
+    monkeypatch.setattr(PhysfmTokeniserModel, "sample_compression", recording)
+    settings = dict(stage="tokeniser", data=[data["adv"]], max_steps=4, eval_steps=2, save_steps=2, seed=3,
+                    spatial_compression=[2, 4], temporal_compression=[1, 2], learning_rate=3e-3,
+                    model_config=TINY_TOKENISER, **COMMON)
+    full = train(output_dir=tmp_path / "full", **settings)
+    tokeniser = PhysfmTokeniserModel.from_pretrained(tmp_path / "full")  # it lists exactly the trained ratios
+    expected = [sample(tokeniser, step_generator(3, step)) for step in range(4)]
+    assert draws[-4:] == expected and len(set(expected)) > 1
+    (tmp_path / "resumed").mkdir()
+    shutil.copytree(tmp_path / "full" / "checkpoint-2", tmp_path / "resumed" / "checkpoint-2")
+    draws.clear()
+    resumed = train(output_dir=tmp_path / "resumed", resume_from_checkpoint="latest", **settings)
+    assert draws == expected[2:]
+    assert [e["loss"] for e in resumed.train_log] == [e["loss"] for e in full.train_log]
+    assert resumed.history == full.history
+    a, b = weights(tmp_path / "full"), weights(tmp_path / "resumed")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_one_checkpoint_has_one_reconstruction_number(data, tmp_path):
+    """Training's valid metrics, `physfm evaluate` and evaluate_reconstruction (cards, select-tokeniser) agree."""
+    train(stage="tokeniser", data=[data["adv"]], output_dir=tmp_path, max_steps=2, eval_steps=2, save_steps=0,
+          spatial_compression=[2, 4], temporal_compression=[1, 2], model_config=TINY_TOKENISER, **COMMON)
+    logged = json.loads((tmp_path / "metrics.json").read_text())["final"]
+    rows = evaluate_reconstruction(tmp_path, data["adv"], "valid", max_samples=COMMON["max_eval_samples"])
+    assert {(r.spatial_compression, r.temporal_compression) for r in rows} == {(2, 1), (2, 2), (4, 1), (4, 2)}
+    for row in rows:
+        assert logged[f"vrmse@s{row.spatial_compression}t{row.temporal_compression}"] == pytest.approx(row.vrmse,
+                                                                                                      rel=1e-6)
+    evaluated = evaluate_checkpoint(str(tmp_path), str(data["adv"]), str(tmp_path / "eval"),
+                                    max_samples=COMMON["max_eval_samples"])["reconstruction"]
+    assert evaluated == pytest.approx({k: v for k, v in logged.items() if k != "step"}, rel=1e-6)
 
 
 def test_dynamics_adds_and_trains_a_field_the_pretrained_tokeniser_never_saw(data, tokeniser, tmp_path):

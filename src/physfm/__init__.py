@@ -8,6 +8,7 @@ Importing physfm registers its models with transformers' Auto classes, so that
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoProcessor
 
 from .models import (
+    NonFiniteError,
     PhysfmDynamicsConfig,
     PhysfmDynamicsModel,
     PhysfmDynamicsOutput,
@@ -38,6 +39,7 @@ def forecast(model_id_or_path, fields, n_steps, **kwargs):
 
 
 __all__ = [
+    "NonFiniteError",
     "PhysfmDynamicsConfig",
     "PhysfmDynamicsModel",
     "PhysfmDynamicsOutput",

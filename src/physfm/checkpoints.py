@@ -1,17 +1,17 @@
-"""Where a checkpoint comes from: a local folder or a Hub repo, with every failure made clear.
+"""Loading a checkpoint, wherever it is: a saved model folder, a training checkpoint, or a Hub repo.
 
-- :func:`check_checkpoint_reference` decides local folder or Hub id before any network call: a typo in a local
-  path (``--tokeniser runs/tokk``) must not be sent to the Hub, retried for half a minute and reported as a
-  connection problem. A string that is not an existing folder is taken as a Hub id only if it has the Hub's
-  ``namespace/name`` form and no local folder nearby has a similar name.
+- :func:`load_pretrained` is the one loader: local folder or Hub id (with ``revision``, and the Hub cache when
+  ``HF_HUB_OFFLINE=1``), a tokeniser or a dynamics model, in float32. Training, ``physfm evaluate``, ``physfm
+  forecast``, ``physfm select-tokeniser``, the cards and the experiment all load through it.
+- :func:`load_processor` is the field processor (``preprocessor_config.json``) saved beside the weights.
+- :func:`check_checkpoint_reference` decides local folder or Hub id before any network call; it lives in
+  :mod:`physfm.models.loading` so that the models, which also load each other as Hub remote code, obey it too.
 - :func:`hub_errors` translates huggingface_hub's and the transport's errors into one :class:`HubError`.
-- :func:`load_pretrained` is ``AutoModel.from_pretrained`` with both.
 """
 
 from __future__ import annotations
 
 import contextlib
-import difflib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,28 +19,18 @@ from typing import Any
 
 from huggingface_hub import constants
 
-HUB_EXAMPLE = "physfm/tokeniser-shear-flow"
+from .models import PhysfmDynamicsModel, PhysfmFieldProcessor, PhysfmTokeniserModel
+from .models.loading import (
+    HUB_EXAMPLE,
+    check_checkpoint_reference,
+    checkpoint_config,
+    load_checkpoint,
+    model_class_for,
+)
 
-
-def check_checkpoint_reference(spec: str | os.PathLike, argument: str) -> Path | str:
-    """``Path`` for an existing folder, ``str`` for a plausible Hub id; else one ``FileNotFoundError``."""
-    text = str(spec)
-    path = Path(text).expanduser()
-    if path.is_dir():
-        return path
-    if path.exists():
-        raise FileNotFoundError(f"{argument}: {text!r} is a file; expected a checkpoint folder or a Hub id "
-                                f"such as {HUB_EXAMPLE!r}")
-    parent = path.parent if str(path.parent) else Path(".")
-    nearby = [p.name for p in parent.iterdir() if p.is_dir()] if parent.is_dir() else []
-    close = difflib.get_close_matches(path.name, nearby, n=1, cutoff=0.75)
-    looks_local = (os.path.isabs(text) or text.startswith((".", "~")) or text.endswith(("/", os.sep))
-                   or text.count("/") != 1)
-    if looks_local or close:
-        hint = f" (did you mean {str(parent / close[0])!r}?)" if close else ""
-        raise FileNotFoundError(f"{argument}: no folder {text!r}{hint}; expected a checkpoint folder or a Hub id "
-                                f"such as {HUB_EXAMPLE!r}")
-    return text
+MODEL_CLASSES = {"tokeniser": PhysfmTokeniserModel, "dynamics": PhysfmDynamicsModel}
+# A training checkpoint (``output_dir/checkpoint-<step>``) holds accelerate's state and this file.
+STATE_NAME = "trainer_state.json"
 
 
 class HubError(ValueError):
@@ -131,32 +121,62 @@ def _available_refs(repo_id: str, token: str | bool | None) -> str:
     return ", ".join([f"branch {b.name!r}" for b in refs.branches] + [f"tag {t.name!r}" for t in refs.tags])
 
 
-def load_pretrained(name_or_path: str | os.PathLike, *, revision: str | None = None, **kwargs: Any):
-    """``AutoModel.from_pretrained`` in float32 with physfm registered and Hub errors made clear.
+def load_pretrained(name_or_path: str | os.PathLike, *, revision: str | None = None, kind: str | None = None,
+                    argument: str = "checkpoint", **kwargs: Any):
+    """A physfm model in float32 from a saved folder, a training checkpoint ``checkpoint-<step>`` or a Hub id.
 
-    Accepts a local checkpoint folder or a Hub id; ``kwargs`` go to ``from_pretrained``.
+    ``kind`` (``"tokeniser"`` or ``"dynamics"``) refuses a checkpoint of the other kind; ``argument`` names the
+    input in error messages (``"--tokeniser"``); ``kwargs`` go to ``from_pretrained``. A missing folder, a Hub
+    id that does not exist, a missing revision and an uncached checkpoint offline are each one clear error.
     """
-    import torch
-    from transformers import AutoModel
-
-    import physfm  # noqa: F401 - registers the physfm Auto classes
-
-    kwargs.setdefault("dtype", torch.float32)
-    reference = check_checkpoint_reference(name_or_path, "checkpoint")
+    if kind is not None and kind not in MODEL_CLASSES:
+        raise ValueError(f"kind: got {kind!r}; expected one of {sorted(MODEL_CLASSES)}")
+    classes = {cls.config_class.model_type: cls for name, cls in MODEL_CLASSES.items() if kind in (None, name)}
+    reference = check_checkpoint_reference(name_or_path, argument)
     if isinstance(reference, Path):
-        if not (reference / "config.json").is_file():
-            raise FileNotFoundError(f"checkpoint: {str(reference)!r} has no config.json; expected a save_pretrained "
-                                    "folder.")
-        return AutoModel.from_pretrained(reference, **kwargs)
-    repo_id = reference
-    with hub_errors(repo_id, revision):
-        try:
-            return AutoModel.from_pretrained(repo_id, revision=revision, **kwargs)
-        except OSError as error:  # transformers wraps Hub errors in OSError; find the original
-            cause = error.__cause__ or error.__context__
-            if cause is not None and cause is not error:
-                raise cause from None
-            raise
+        if (reference / STATE_NAME).is_file():
+            return _load_training_checkpoint(reference, classes, argument)
+        return load_checkpoint(reference, classes, argument, **kwargs)
+    with hub_errors(reference, revision, kwargs.get("token")), _hub_cause():
+        return load_checkpoint(reference, classes, argument, revision=revision, **kwargs)
 
 
-__all__ = ["HubConnectionError", "HubError", "check_checkpoint_reference", "hub_errors", "load_pretrained"]
+def load_processor(name_or_path: str | os.PathLike, *, revision: str | None = None,
+                   argument: str = "checkpoint") -> PhysfmFieldProcessor | None:
+    """The field processor saved with a checkpoint; ``None`` for a checkpoint saved without one."""
+    from transformers.utils import FEATURE_EXTRACTOR_NAME
+
+    reference = check_checkpoint_reference(name_or_path, argument)
+    if isinstance(reference, Path) and not (reference / FEATURE_EXTRACTOR_NAME).is_file():
+        return None
+    try:
+        return PhysfmFieldProcessor.from_pretrained(str(reference), revision=revision)
+    except OSError:  # a Hub checkpoint without one (its weights, fetched first, show that the Hub answers)
+        return None
+
+
+def _load_training_checkpoint(folder: Path, classes: dict[str, type], argument: str):
+    """accelerate's weights of a ``checkpoint-<step>`` (DDP may prefix keys with ``module.``) and its config.json."""
+    from safetensors.torch import load_file
+
+    _, config_dict = checkpoint_config(folder, argument)
+    model_class = model_class_for(config_dict, classes, folder, argument)
+    model = model_class(model_class.config_class.from_dict(config_dict))
+    model.load_state_dict({k.removeprefix("module."): v for k, v in load_file(folder / "model.safetensors").items()})
+    return model.float().eval()
+
+
+@contextlib.contextmanager
+def _hub_cause() -> Iterator[None]:
+    """transformers wraps the Hub's errors in an ``OSError``; re-raise the original for :func:`hub_errors`."""
+    try:
+        yield
+    except OSError as error:
+        cause = error.__cause__ or error.__context__
+        if cause is not None and cause is not error:
+            raise cause from None
+        raise
+
+
+__all__ = ["HUB_EXAMPLE", "MODEL_CLASSES", "STATE_NAME", "HubConnectionError", "HubError", "check_checkpoint_reference",
+           "hub_errors", "load_pretrained", "load_processor"]

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoints import check_checkpoint_reference, load_pretrained
+from .checkpoints import load_pretrained, load_processor
 from .data.well_format import read_file_header, read_trajectory, write_well_dataset
 from .models import PhysfmDynamicsModel, PhysfmFieldProcessor
 
@@ -77,20 +77,11 @@ def read_input(path: str | os.PathLike, n_spatial_dims: int, field_names: list[s
 
 def load_forecaster(checkpoint: str | os.PathLike) -> tuple[PhysfmDynamicsModel, PhysfmFieldProcessor]:
     """The dynamics model and the field processor of a checkpoint folder or Hub id."""
-    from transformers import AutoProcessor
-
-    reference = check_checkpoint_reference(checkpoint, "checkpoint")
-    model = load_pretrained(checkpoint)
-    if not isinstance(model, PhysfmDynamicsModel):
-        raise ValueError(f"checkpoint: {str(checkpoint)!r} holds a {type(model).__name__}; a forecast needs a "
-                         "dynamics model (stage 2).")
-    if isinstance(reference, Path) and not (reference / "preprocessor_config.json").is_file():
+    model = load_pretrained(checkpoint, kind="dynamics")
+    processor = load_processor(checkpoint)
+    if processor is None:
         raise ValueError(f"checkpoint: {str(checkpoint)!r} has no preprocessor_config.json, so its training "
                          "statistics are unknown; expected a checkpoint saved by physfm training (which writes one).")
-    try:
-        processor = AutoProcessor.from_pretrained(str(reference))
-    except OSError as error:
-        raise ValueError(f"checkpoint: {str(checkpoint)!r} has no loadable field processor ({error}).") from None
     return model.eval(), processor
 
 

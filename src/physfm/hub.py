@@ -231,7 +231,7 @@ def render_model_card(
         physical_system: The system the checkpoint was trained on, e.g. ``"shear_flow"`` or ``"multi"``.
         eval_results: Rows with ``spatial_compression``, ``temporal_compression``, ``vrmse`` and optionally
             ``spectral_nmse_{low,mid,high}`` and ``dataset``, e.g. from
-            :func:`physfm.selection.evaluate_reconstruction`. Each row becomes a ``model-index`` entry
+            :func:`physfm.reconstruction.evaluate_reconstruction`. Each row becomes a ``model-index`` entry
             (metric ``vrmse`` on ``eval_split``); rows from several datasets are listed per dataset.
         dataset_name: Name of the evaluation dataset in the model-index for rows that do not name one
             (defaults to the physical system).
@@ -473,10 +473,9 @@ def main(argv: list[str] | None = None) -> int:
     eval_results: list = []
     dataset_name = None
     if args.data:
-        from .selection import evaluate_reconstruction
+        from .reconstruction import evaluate_reconstruction
 
-        model = load_pretrained(args.checkpoint)
-        eval_results = evaluate_reconstruction(model, args.data, split="valid", max_samples=args.eval_samples)
+        eval_results = evaluate_reconstruction(args.checkpoint, args.data, split="valid", max_samples=args.eval_samples)
         from .data import read_well_metadata
 
         dataset_name = read_well_metadata(args.data).dataset_name

@@ -1,6 +1,6 @@
 """Well-format data: read/write HDF5, windowed datasets, normalisation, conversion, ``datasets`` bridge."""
 
-from .dataset import MixtureBatchSampler, WellMixtureDataset, WellWindowDataset
+from .dataset import WellWindowDataset
 from .field_processor import processor_for_datasets, processor_from_dataset
 from .stats import Normalizer, load_stats, write_stats
 from .well_format import (
@@ -16,9 +16,7 @@ from .well_format import (
 __all__ = [
     "DatasetMetadata",
     "FileHeader",
-    "MixtureBatchSampler",
     "Normalizer",
-    "WellMixtureDataset",
     "WellWindowDataset",
     "compute_stats",
     "load_stats",

@@ -17,6 +17,7 @@ import einops
 import h5py
 import numpy as np
 
+from .splits import split_counts
 from .well_format import SPLITS, write_well_dataset
 
 RESERVED_AXES = ("traj", "time", "field")
@@ -88,15 +89,6 @@ def _group_vector_fields(fields: Sequence[str], spatial_dims: Sequence[str]) -> 
     return out
 
 
-def split_counts(n: int, fractions: Sequence[float]) -> list[int]:
-    if len(fractions) != 3 or any(f < 0 for f in fractions) or not np.isclose(sum(fractions), 1.0):
-        raise ValueError(f"split: got {list(fractions)}, expected three non-negative fractions "
-                         "(train, valid, test) summing to 1")
-    counts = [int(np.floor(f * n + 1e-9)) for f in fractions]
-    counts[0] += n - sum(counts)  # leftovers go to train
-    return counts
-
-
 def convert_arrays(
     array: np.ndarray | str | os.PathLike,
     out: str | os.PathLike,
@@ -123,7 +115,8 @@ def convert_arrays(
             other names keep their order in the pattern.
         dt: time between frames.
         periodic: names of periodic spatial axes; the others are open.
-        split: train/valid/test fractions of the trajectories (taken in order, not shuffled).
+        split: train/valid/test fractions of the trajectories (taken in order, not shuffled); valid and test get
+            at least one trajectory each when asked for and there are 3 or more (:func:`~physfm.data.splits.split_counts`).
         dataset_name: defaults to the output directory's name.
         coords: optional 1-D coordinates per spatial axis; default ``arange(N) / N`` on periodic axes and
             ``linspace(0, 1, N)`` on open ones.
@@ -177,8 +170,8 @@ def convert_arrays(
                          "expected finite floats")
 
     n_traj = data.shape[0]
-    counts = split_counts(n_traj, split)
-    bounds = np.concatenate([[0], np.cumsum(counts)])
+    counts = split_counts(n_traj, split, "split")
+    bounds = np.concatenate([[0], np.cumsum([counts[name] for name in SPLITS])])
     groups = _group_vector_fields(fields, spatial_dims)
     splits = {}
     for name, (lo, hi) in zip(SPLITS, zip(bounds[:-1], bounds[1:], strict=True), strict=True):

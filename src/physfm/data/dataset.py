@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import h5py
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset
 
 from .hub_files import HubFolder
 from .stats import MIN_STD, Normalizer, load_stats
@@ -227,83 +226,3 @@ class WellWindowDataset(Dataset):
     def __repr__(self) -> str:
         return (f"WellWindowDataset({self.dataset_name!r}, split={self.split!r}, windows={len(self)}, "
                 f"fields={self.field_names}, shape={self.spatial_shape}, periodic={self.periodic})")
-
-
-class MixtureBatchSampler(Sampler[list[int]]):
-    """Batches of indices into a :class:`WellMixtureDataset`, each drawn from ONE member dataset.
-
-    Every window is visited once per epoch; batch order across datasets is shuffled, so datasets are
-    seen in proportion to their size. Pass a ``torch.Generator`` for reproducibility.
-    """
-
-    def __init__(self, sizes: Sequence[int], batch_size: int, generator: torch.Generator | None = None,
-                 shuffle: bool = True, drop_last: bool = False):
-        self.sizes = list(sizes)
-        self.batch_size = _positive_int("batch_size", batch_size)
-        self.generator = generator
-        self.shuffle = shuffle
-        self.drop_last = drop_last
-        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).tolist()
-
-    def _batches(self) -> list[list[int]]:
-        batches = []
-        for i, size in enumerate(self.sizes):
-            order = torch.randperm(size, generator=self.generator) if self.shuffle else torch.arange(size)
-            order = (order + self.offsets[i]).tolist()
-            for j in range(0, size, self.batch_size):
-                batch = order[j:j + self.batch_size]
-                if len(batch) == self.batch_size or not self.drop_last:
-                    batches.append(batch)
-        if self.shuffle:
-            batches = [batches[k] for k in torch.randperm(len(batches), generator=self.generator).tolist()]
-        return batches
-
-    def __iter__(self) -> Iterator[list[int]]:
-        return iter(self._batches())
-
-    def __len__(self) -> int:
-        div = (lambda n: n // self.batch_size) if self.drop_last else (lambda n: -(-n // self.batch_size))
-        return sum(div(n) for n in self.sizes)
-
-
-class WellMixtureDataset(Dataset):
-    """Several Well datasets behind one index, for tokeniser pretraining across systems.
-
-    Field sets (and grids) may differ between datasets, so batches must not mix them: use
-    ``DataLoader(mix, batch_sampler=mix.batch_sampler(batch_size, generator))``. Items carry
-    ``"dataset_index"``; ``mix.datasets[i].field_names`` gives their channels.
-    """
-
-    def __init__(self, paths: Sequence[str | os.PathLike], split: str = "train", n_steps_input: int = 4,
-                 n_steps_output: int = 1, dt_stride: int = 1, normalize: bool = True, check_finite: bool = True):
-        if isinstance(paths, (str, os.PathLike)) or len(paths) == 0:
-            raise ValueError(f"paths: expected a non-empty list of dataset directories, got {paths!r}")
-        self.datasets = [WellWindowDataset(p, split=split, n_steps_input=n_steps_input,
-                                           n_steps_output=n_steps_output, dt_stride=dt_stride,
-                                           normalize=normalize, check_finite=check_finite) for p in paths]
-        self.sizes = [len(d) for d in self.datasets]
-        self._offsets = np.concatenate([[0], np.cumsum(self.sizes)])
-
-    @property
-    def field_names(self) -> list[str]:
-        """Union of the member datasets' field names, in first-seen order (a tokeniser vocabulary)."""
-        seen: dict[str, None] = {}
-        for d in self.datasets:
-            seen.update(dict.fromkeys(d.field_names))
-        return list(seen)
-
-    def __len__(self) -> int:
-        return int(self._offsets[-1])
-
-    def __getitem__(self, index: int) -> dict:
-        if not 0 <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} windows")
-        which = int(np.searchsorted(self._offsets, index, side="right") - 1)
-        item = self.datasets[which][index - int(self._offsets[which])]
-        item["dataset_index"] = which
-        return item
-
-    def batch_sampler(self, batch_size: int, generator: torch.Generator | None = None, shuffle: bool = True,
-                      drop_last: bool = False) -> MixtureBatchSampler:
-        """A batch sampler whose batches each come from a single member dataset."""
-        return MixtureBatchSampler(self.sizes, batch_size, generator=generator, shuffle=shuffle, drop_last=drop_last)

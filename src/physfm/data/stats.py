@@ -9,13 +9,13 @@ Deltas are statistics of ``x[t+1] - x[t]``.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
 import yaml
 
+from .._io import atomic_write_yaml
 from ..models.processing_physfm import ZScore
 from .hub_files import HubFile
 
@@ -98,26 +98,9 @@ class StatsAccumulator:
         return stats
 
 
-def umask_file_mode() -> int:
-    """The mode a newly created file gets under the current umask (``open`` gives 0666 minus it)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def write_stats(stats: Mapping, path: str | os.PathLike) -> Path:
-    """Write ``stats`` to ``path`` as YAML, atomically (temporary file in the same directory, then rename)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, umask_file_mode())  # mkstemp's 0600 would make stats.yaml the one unreadable file of a dataset
-    try:
-        with os.fdopen(fd, "w") as f:
-            yaml.safe_dump({k: dict(v) for k, v in stats.items()}, f, sort_keys=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``stats`` to ``path`` as YAML, atomically."""
+    return atomic_write_yaml(path, {k: dict(v) for k, v in stats.items()})
 
 
 def load_stats(path: str | os.PathLike | HubFile) -> dict:

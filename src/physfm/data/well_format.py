@@ -26,8 +26,6 @@ import itertools
 import math
 import os
 import re
-import shutil
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +33,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from .._io import atomic_directory
 from .hub_files import HubFile, HubFolder, HubReadError, is_hub_url
 from .stats import StatsAccumulator, write_stats
 
@@ -802,52 +801,19 @@ def write_well_dataset(
 
 @contextlib.contextmanager
 def writing_dataset(out_dir: Path) -> Iterator[Path]:
-    """Write a dataset folder all at once: yields an empty temporary sibling folder, which replaces ``out_dir``
-    (with physfm's :data:`MARKER` inside) when the block exits cleanly. On any error the temporary folder is
-    removed and ``out_dir`` is left as it was. The caller checks first that ``out_dir`` may be replaced
+    """Write a dataset folder all at once (:func:`physfm._io.atomic_directory`): yields an empty temporary folder,
+    which replaces ``out_dir``, with physfm's :data:`MARKER` inside, when the block exits cleanly; on any error
+    ``out_dir`` is left as it was. A failed local write is one message naming the folder; a failed source (a
+    ``ConnectionError``) passes through. The caller checks first that ``out_dir`` may be replaced
     (:func:`check_replaceable`)."""
-    _remove_abandoned_writes(out_dir)
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
-        tmp.mkdir(parents=True)
-        yield tmp
-        (tmp / MARKER).write_text("written by physfm; `--overwrite` may replace this folder\n")
-        if out_dir.exists():
-            trash = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(out_dir, trash)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
-    except OSError as error:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(error, ConnectionError):  # the source failed, not the disk
-            raise
-        raise ValueError(write_error_message(out_dir, error)) from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with atomic_directory(out_dir) as tmp:
+            yield tmp
+            (tmp / MARKER).write_text("written by physfm; `--overwrite` may replace this folder\n")
+    except ConnectionError:
         raise
-
-
-def _remove_abandoned_writes(out_dir: Path) -> None:
-    """Delete the temporary folders of earlier writes of ``out_dir`` whose process is gone (a killed run).
-
-    Their names carry the writer's pid, so a write still running (another experiment worker) is left alone.
-    """
-    for leftover in out_dir.parent.glob(f".{out_dir.name}.tmp-*-*"):
-        pid = leftover.name.removeprefix(f".{out_dir.name}.tmp-").split("-")[0]
-        if pid.isdigit() and not _process_alive(int(pid)):
-            shutil.rmtree(leftover, ignore_errors=True)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True
+    except OSError as error:
+        raise ValueError(write_error_message(out_dir, error)) from None
 
 
 def write_error_message(path: Path, error: OSError) -> str:

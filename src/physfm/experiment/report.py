@@ -12,13 +12,11 @@ Tables and figures report the test split, as mean and spread over the seeds; cho
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
-from ..training.checkpointing import atomic_write_text
-from ..training.curves import pyplot, save_figure
+from .._io import atomic_write_json, atomic_write_text, pyplot, save_figure
 from ..training.evaluation import plot_rollout
 from .presets import CONFIGURATIONS, TOKENISERS, ExperimentPreset
 from .runner import sweep_name, swept_configurations
@@ -229,7 +227,7 @@ def _at(entry: dict[str, Any], step: int, key: str = "vrmse_mean") -> float:
 
 
 def write_json(payload: dict[str, Any], path: Path) -> None:
-    atomic_write_text(path, json.dumps(payload, indent=2, default=_json_default) + "\n")
+    atomic_write_json(path, payload, default=_json_default)
 
 
 def _json_default(value):
@@ -493,13 +491,12 @@ def plot_rollout_example(payload: dict[str, Any], data_dir: str, path: Path,
     """Truth, then prediction and |error| of each configuration in ``names``, on one test trajectory (seed 0)."""
     import torch
 
+    from physfm.checkpoints import load_pretrained
     from physfm.data import WellWindowDataset
     from physfm.data.dataset import n_windows
-    from physfm.models import PhysfmDynamicsModel
 
     names = tuple(n for n in names if n in payload["runs"])
-    models = {n: PhysfmDynamicsModel.from_pretrained(payload["runs"][n]["model_dir"], dtype=torch.float32).eval()
-              for n in names}
+    models = {n: load_pretrained(payload["runs"][n]["model_dir"], kind="dynamics") for n in names}
     n_in = next(iter(models.values())).config.n_steps_input
     stride = payload["settings"]["dt_stride"]
     horizon = max(int(h) for n in names for h in payload["runs"][n]["rollout_vrmse"])

@@ -25,7 +25,6 @@ import json
 import logging
 import math
 import multiprocessing
-import os
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -33,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._io import atomic_write_json
 from .data import simulate_cached
 from .presets import CONFIGURATIONS, TOKENISERS, ExperimentPreset, clip_frames
 
@@ -117,14 +117,10 @@ def _execute_reconstruction(model_dir: str, data_dir: str, spatial_compression: 
                             dt_stride: int, max_samples: int) -> dict[str, Any]:
     """A tokeniser's reconstruction of the downstream valid split: the floor a frozen tokeniser puts under the
     dynamics error. Only the fields it has learnt count (the cross-domain one never saw the tracer)."""
-    import torch
-
-    from physfm.models import PhysfmTokeniserModel
-    from physfm.selection import evaluate_reconstruction
+    from physfm.reconstruction import evaluate_reconstruction
 
     tic = time.perf_counter()
-    tokeniser = PhysfmTokeniserModel.from_pretrained(model_dir, dtype=torch.float32)
-    result = evaluate_reconstruction(tokeniser, data_dir, "valid", max_samples=max_samples, dt_stride=dt_stride,
+    result = evaluate_reconstruction(model_dir, data_dir, "valid", max_samples=max_samples, dt_stride=dt_stride,
                                      compressions=[(spatial_compression, temporal_compression)])[0]
     return {"fields": list(result.vrmse_per_field), "vrmse": result.vrmse,
             "wall_time_s": time.perf_counter() - tic}
@@ -154,9 +150,7 @@ def _execute_train(kwargs: dict[str, Any]) -> dict[str, Any]:
     result = train(**kwargs, overwrite_output_dir=True)
     summary = _summary_from_metrics({**result.to_dict(), "rollout_vrmse": result.rollout_vrmse})
     summary.update(reused=False, wall_time_s=time.perf_counter() - tic)
-    tmp = job_file.with_name(f".{JOB_FILE}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(kwargs, indent=2, sort_keys=True))
-    os.replace(tmp, job_file)  # written last: its presence marks the run as complete
+    atomic_write_json(job_file, kwargs, sort_keys=True)  # written last: its presence marks the run as complete
     return summary
 
 

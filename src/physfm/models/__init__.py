@@ -5,9 +5,11 @@ from .configuration_dynamics import PhysfmDynamicsConfig
 from .configuration_tokeniser import PhysfmTokeniserConfig
 from .modeling_dynamics import PhysfmDynamicsModel, PhysfmDynamicsOutput, PhysfmDynamicsPreTrainedModel
 from .modeling_tokeniser import PhysfmTokeniserModel, PhysfmTokeniserOutput, PhysfmTokeniserPreTrainedModel
+from .non_finite import NonFiniteError, finite_checks
 from .processing_physfm import PhysfmFieldProcessor
 
 __all__ = [
+    "NonFiniteError",
     "PhysfmDynamicsConfig",
     "PhysfmDynamicsModel",
     "PhysfmDynamicsOutput",
@@ -17,4 +19,5 @@ __all__ = [
     "PhysfmTokeniserModel",
     "PhysfmTokeniserOutput",
     "PhysfmTokeniserPreTrainedModel",
+    "finite_checks",
 ]

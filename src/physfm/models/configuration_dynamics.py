@@ -177,10 +177,5 @@ class PhysfmDynamicsConfig(PreTrainedConfig):
         """Latent frames the tokeniser makes of `n_steps_input` field frames: `1 + (n_steps_input - 1) // t`."""
         return 1 + (self.n_steps_input - 1) // self.temporal_compression
 
-    @property
-    def n_steps_output(self) -> int:
-        """Field frames produced per predicted latent frame (the temporal compression `t`)."""
-        return self.temporal_compression
-
 
 __all__ = ["PhysfmDynamicsConfig"]

@@ -37,7 +37,9 @@ from transformers.utils import ModelOutput
 from .configuration_dynamics import PhysfmDynamicsConfig
 from .configuration_tokeniser import PhysfmTokeniserConfig
 from .layers import TemporalCache
+from .loading import load_checkpoint
 from .modeling_tokeniser import PhysfmCheckpointMixin, PhysfmTokeniserModel
+from .non_finite import check_finite
 
 # Keys a training batch may carry that are not model inputs (see `PhysfmDynamicsModel.forward`).
 _IGNORED_BATCH_KEYS = frozenset({"dataset_index", "num_items_in_batch"})
@@ -248,9 +250,9 @@ class PhysfmDynamicsModel(PhysfmDynamicsPreTrainedModel):
         """Build a dynamics model around a pretrained tokeniser.
 
         Args:
-            tokeniser: a `PhysfmTokeniserModel`, a local checkpoint directory or a Hub repo id (loaded with
-                `PhysfmTokeniserModel.from_pretrained(..., dtype=torch.float32)`). A model object is deep-copied, so
-                finetuning never mutates the caller's tokeniser.
+            tokeniser: a `PhysfmTokeniserModel`, a local checkpoint directory or a Hub repo id (loaded in float32
+                by `models.loading.load_checkpoint`, which refuses a mistyped local path before any Hub request). A
+                model object is deep-copied, so finetuning never mutates the caller's tokeniser.
             config: `None` (defaults), a `dict` of `PhysfmDynamicsConfig` overrides, or a `PhysfmDynamicsConfig`.
                 Its `tokeniser_config` is replaced by the pretrained tokeniser's.
             freeze_tokeniser: `True` (pretrained + frozen: no gradients, eval mode) or `False` (finetuned).
@@ -263,7 +265,8 @@ class PhysfmDynamicsModel(PhysfmDynamicsPreTrainedModel):
         name_or_path = None
         if isinstance(tokeniser, (str, os.PathLike)):
             name_or_path = str(tokeniser)
-            tokeniser = _load_tokeniser(name_or_path, **from_pretrained_kwargs)
+            tokeniser = load_checkpoint(name_or_path, {PhysfmTokeniserConfig.model_type: PhysfmTokeniserModel},
+                                        "tokeniser", **from_pretrained_kwargs)
         elif isinstance(tokeniser, PreTrainedModel) and getattr(tokeniser.config, "model_type", None) == (
             PhysfmTokeniserConfig.model_type
         ):
@@ -614,38 +617,7 @@ class PhysfmDynamicsModel(PhysfmDynamicsPreTrainedModel):
                 )
         if not torch.is_floating_point(x):
             raise ValueError(f"{name}: got dtype {x.dtype}; expected a floating-point tensor.")
-        if not torch.isfinite(x).all():
-            bad = (~torch.isfinite(x)).sum().item()
-            raise ValueError(
-                f"{name}: got {bad} NaN/Inf values (shape {tuple(x.shape)}); expected finite fields."
-            )
-
-
-_HUB_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "subfolder", "force_download")
-
-
-def _load_tokeniser(name_or_path: str, **kwargs) -> PreTrainedModel:
-    """Load a pretrained tokeniser from a directory or the Hub in float32, with user-facing errors."""
-    looks_local = (
-        os.path.isabs(name_or_path) or name_or_path.startswith((".", "~")) or name_or_path.count("/") > 1
-    )
-    if looks_local and not os.path.isdir(os.path.expanduser(name_or_path)):
-        raise FileNotFoundError(f"tokeniser: no checkpoint directory at {name_or_path!r}.")
-    try:
-        hub_kwargs = {k: v for k, v in kwargs.items() if k in _HUB_KWARGS}
-        config_dict, _ = PhysfmTokeniserConfig.get_config_dict(os.path.expanduser(name_or_path), **hub_kwargs)
-    except OSError as err:
-        raise FileNotFoundError(
-            f"tokeniser: {name_or_path!r} is neither a local checkpoint directory nor a loadable Hub repo ({err})."
-        ) from err
-    model_type = config_dict.get("model_type")
-    if model_type != PhysfmTokeniserConfig.model_type:
-        raise ValueError(
-            f"tokeniser: {name_or_path!r} holds a {model_type!r} checkpoint; expected a "
-            f"{PhysfmTokeniserConfig.model_type!r} one."
-        )
-    kwargs.setdefault("dtype", torch.float32)
-    return PhysfmTokeniserModel.from_pretrained(os.path.expanduser(name_or_path), **kwargs)
+        check_finite(x, name)
 
 
 PhysfmDynamicsConfig.register_for_auto_class("AutoConfig")

@@ -30,6 +30,7 @@ from .layers import (
     compression_schedule,
     upsample,
 )
+from .non_finite import check_finite
 
 
 @dataclass
@@ -353,18 +354,20 @@ class PhysfmTokeniserModel(PhysfmTokeniserPreTrainedModel):
         if x.numel() == 0:
             raise ValueError(f"{argument} has an empty axis (shape {tuple(x.shape)}); expected at least one batch "
                              "item, frame, cell per spatial axis and field.")
-        if not bool(torch.isfinite(x).all()):
-            n_bad = int((~torch.isfinite(x)).sum())
-            raise ValueError(f"{argument} contains {n_bad} NaN/Inf values (shape {tuple(x.shape)}).")
+        check_finite(x, argument)
 
     # ------------------------------------------------------------------------------------------------ public API
-    def sample_compression(self, generator: torch.Generator | None = None) -> tuple[int, int]:
-        """Draws a ``(spatial, temporal)`` compression pair uniformly from all pairs the config lists.
+    def sample_compression(self, generator: torch.Generator | None = None,
+                           ratios: Sequence[tuple[int, int]] | None = None) -> tuple[int, int]:
+        """Draws a ``(spatial, temporal)`` compression pair uniformly from ``ratios`` (default: every pair the config
+        lists) with ``generator``.
 
-        Training with one pair drawn per batch is what lets one checkpoint serve every ratio.
+        Training with one pair drawn per batch is what lets one checkpoint serve every ratio. This is the one
+        sampler: ``physfm.training.autoencoding_loss`` and the trainer's stage 1 draw through it.
         """
-        pairs = [(s, t) for s in self.config.spatial_compressions for t in self.config.temporal_compressions]
-        return pairs[int(torch.randint(len(pairs), (1,), generator=generator))]
+        pairs = list(ratios) if ratios is not None else [
+            (s, t) for s in self.config.spatial_compressions for t in self.config.temporal_compressions]
+        return tuple(pairs[int(torch.randint(len(pairs), (1,), generator=generator))])
 
     def encode(
         self,

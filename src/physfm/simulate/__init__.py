@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..data.splits import split_counts
 from .base import Parameter, SystemSpec, check_resolution, grid_coordinates, grid_mesh
 from .gray_scott import simulate_gray_scott as gray_scott_reaction_diffusion
 from .shear_flow import simulate_shear_flow
@@ -55,12 +56,7 @@ _SYSTEM_MODULES = ("shear_flow", "gray_scott", "euler_multi_quadrants", "acousti
 def _collect_systems() -> dict[str, SystemSpec]:
     systems: dict[str, SystemSpec] = {}
     for module_name in _SYSTEM_MODULES:
-        try:
-            module = importlib.import_module(f".{module_name}", __name__)
-        except ModuleNotFoundError as err:  # a system still being written; its errors still surface
-            if err.name != f"{__name__}.{module_name}":
-                raise
-            continue
+        module = importlib.import_module(f".{module_name}", __name__)
         # A module may publish several variants (e.g. periodic and open boundaries).
         for value in vars(module).values():
             if isinstance(value, SystemSpec):
@@ -103,21 +99,6 @@ def _check_positive_int(name: str, value: Any) -> int:
     return int(value)
 
 
-def split_counts(n: int, fractions: Sequence[float]) -> dict[str, int]:
-    """Trajectories per split: valid and test get ``floor(f * n)`` but at least one each when asked for and
-    ``n >= 3``; train gets the rest, so small runs still train on something (1 trajectory -> train only)."""
-    if len(fractions) != 3 or any(not math.isfinite(f) or f < 0 for f in fractions):
-        raise ValueError(
-            f"split_fractions: got {tuple(fractions)}, expected three non-negative numbers (train, valid, test)"
-        )
-    if abs(sum(fractions) - 1.0) > 1e-6:
-        raise ValueError(
-            f"split_fractions: got {tuple(fractions)} summing to {sum(fractions)}, expected a sum of 1"
-        )
-    n_valid, n_test = int(fractions[1] * n + 1e-9), int(fractions[2] * n + 1e-9)
-    if n >= 3:  # rounding down must not empty a split that was asked for (8 at 0.8/0.1/0.1 -> 6/1/1)
-        n_valid, n_test = max(n_valid, fractions[1] > 0), max(n_test, fractions[2] > 0)
-    return {"train": n - n_valid - n_test, "valid": n_valid, "test": n_test}
 
 
 def _file_parameters(spec: SystemSpec, params: dict[str, Any]) -> dict[str, Any]:

@@ -2,8 +2,13 @@
 
 One checkpoint serves every compression ratio its config lists because each training batch is encoded and
 decoded at a ratio drawn uniformly from them. The objective is the *logarithm* of the reconstruction MSE
-(:func:`ratio_balanced_objective`). :func:`autoencoding_step` is that step; the accelerate training
-loop builds on it, and :func:`fit_autoencoder` is the minimal loop for quick experiments and tests.
+(:func:`ratio_balanced_objective`).
+
+:func:`autoencoding_loss` is the loss of one batch at a drawn ratio (the draw:
+``PhysfmTokeniserModel.sample_compression``). The accelerate trainer's stage 1 computes every micro-batch's loss
+with it, drawing from a generator seeded by ``(seed, step)`` so that every rank draws the same ratio and a resumed
+run draws what the uninterrupted one drew. :func:`autoencoding_step` is one optimizer step on it, and
+:func:`fit_autoencoder` the minimal loop for quick experiments and tests.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import itertools
 from collections.abc import Iterable, Iterator, Sequence
 
 import torch
+from accelerate.utils import extract_model_from_parallel
 from tqdm.auto import tqdm
 
 from ..models import PhysfmTokeniserModel
@@ -58,13 +64,16 @@ def autoencoding_loss(
     generator: torch.Generator | None = None,
     field_names: Sequence[str] | None = None,
     periodic: Sequence[bool] | None = None,
+    ratios: Sequence[tuple[int, int]] | None = None,
 ) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Reconstruction MSE of ``fields [B, T, *space, C]`` at a ratio drawn with ``generator``.
+    """Reconstruction MSE of ``fields [B, T, *space, C]`` at a ratio drawn with ``generator`` from ``ratios``
+    (default: every pair the tokeniser's config lists).
 
-    The clip is cropped to the longest ``1 + k * t`` frames the drawn temporal compression accepts.
-    Returns ``(loss, (spatial_compression, temporal_compression))``; ``loss`` carries the graph.
+    ``model`` may be wrapped for distributed training (DDP). The clip is cropped to the longest ``1 + k * t``
+    frames the drawn temporal compression accepts. Returns ``(loss, (spatial_compression,
+    temporal_compression))``; ``loss`` carries the graph.
     """
-    s, t = model.sample_compression(generator)
+    s, t = extract_model_from_parallel(model).sample_compression(generator, ratios)
     out = model(
         crop_to_valid_length(fields, t),
         spatial_compression=s,

@@ -7,7 +7,7 @@ import io
 import os
 from pathlib import Path
 
-from .checkpointing import atomic_write_text
+from .._io import atomic_write_text, pyplot, save_figure
 
 CSV_NAME = "learning_curve.csv"
 PNG_NAME = "learning_curve.png"
@@ -36,27 +36,6 @@ def write_learning_curve(output_dir: str | os.PathLike, train_log: list[dict], e
         _plot(output_dir / PNG_NAME, train_log, eval_log)
 
 
-def pyplot():
-    """matplotlib's pyplot on the non-interactive Agg backend (training runs headless)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
-    """Save ``fig`` atomically (temp file + ``os.replace``), close it, and return the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    fig.savefig(tmp, dpi=dpi)
-    pyplot().close(fig)
-    os.replace(tmp, path)
-    return path
-
-
 def _plot(path: Path, train_log: list[dict], eval_log: list[dict]) -> None:
     fig, (ax_loss, ax_eval) = pyplot().subplots(1, 2, figsize=(9, 3.2), constrained_layout=True)
     if train_log:
@@ -64,9 +43,11 @@ def _plot(path: Path, train_log: list[dict], eval_log: list[dict]) -> None:
     ax_loss.set(xlabel="step", ylabel="training loss (normalised)", yscale="log", title="train")
     if eval_log:
         steps = [e["step"] for e in eval_log]
-        for key in ("vrmse", "spectral_mse_low", "spectral_mse_mid", "spectral_mse_high"):
+        # Dynamics logs spectral MSE in physical units; the tokeniser's reconstruction score, spectral NMSE.
+        spectral = "spectral_mse" if "spectral_mse_low" in eval_log[0] else "spectral_nmse"
+        for key in ("vrmse", *(f"{spectral}_{band}" for band in ("low", "mid", "high"))):
             if key in eval_log[0]:
                 ax_eval.plot(steps, [e[key] for e in eval_log], marker="o", ms=3, label=key)
         ax_eval.legend(fontsize=7)
-    ax_eval.set(xlabel="step", yscale="log", title="valid (physical units)")
+    ax_eval.set(xlabel="step", yscale="log", title="valid")
     save_figure(fig, path)

@@ -9,56 +9,17 @@ drawn; a tokeniser is scored on reconstruction at each compression ratio it serv
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..checkpoints import check_checkpoint_reference
-from ..models import PhysfmTokeniserConfig, PhysfmTokeniserModel
-from ..models.configuration_dynamics import PhysfmDynamicsConfig
+from .._io import atomic_write_json
+from ..checkpoints import load_pretrained
 from ..models.modeling_dynamics import PhysfmDynamicsModel
-from .checkpointing import STATE_NAME, atomic_write_json
-from .evaluation import evaluate_dynamics, evaluate_tokeniser, plot_rollout, rollout_metrics, summarise
+from ..reconstruction import evaluate_reconstruction, reconstruction_metrics
+from .evaluation import evaluate_dynamics, plot_rollout, rollout_metrics, summarise
 from .tasks import check_data_exists, check_tokeniser_fits
-
-MODEL_CLASSES = {
-    PhysfmTokeniserConfig.model_type: (PhysfmTokeniserConfig, PhysfmTokeniserModel),
-    PhysfmDynamicsConfig.model_type: (PhysfmDynamicsConfig, PhysfmDynamicsModel),
-}
-
-
-def load_model(checkpoint: str) -> torch.nn.Module:
-    """Load a tokeniser or dynamics model from a saved directory, a ``checkpoint-<step>`` or a Hub id."""
-    path = Path(checkpoint).expanduser()
-    if path.is_dir() and (path / STATE_NAME).is_file():
-        # A training checkpoint: accelerate's weights (keys may carry DDP's "module." prefix) + config.json.
-        from safetensors.torch import load_file
-
-        config_dict = json.loads((path / "config.json").read_text())
-        config_class, model_class = _classes(config_dict.get("model_type"), checkpoint)
-        model = model_class(config_class.from_dict(config_dict))
-        state = {k.removeprefix("module."): v for k, v in load_file(path / "model.safetensors").items()}
-        model.load_state_dict(state)
-        return model.float().eval()
-    check_checkpoint_reference(checkpoint, "CHECKPOINT")
-    if path.is_dir() and not (path / "config.json").is_file():
-        raise FileNotFoundError(f"CHECKPOINT: {checkpoint!r} has no config.json; expected a saved physfm model")
-    try:
-        config_dict, _ = PhysfmTokeniserConfig.get_config_dict(str(path) if path.is_dir() else checkpoint)
-    except OSError as error:
-        where = "" if path.is_dir() else "no local folder of that name, and as a Hub id: "
-        raise FileNotFoundError(f"CHECKPOINT: could not read {checkpoint!r} ({where}{error})") from None
-    _, model_class = _classes(config_dict.get("model_type"), checkpoint)
-    return model_class.from_pretrained(str(path) if path.is_dir() else checkpoint, dtype=torch.float32).eval()
-
-
-def _classes(model_type: str | None, checkpoint: str):
-    if model_type not in MODEL_CLASSES:
-        raise ValueError(f"CHECKPOINT: {checkpoint!r} holds model_type {model_type!r}; expected one of "
-                         f"{sorted(MODEL_CLASSES)}")
-    return MODEL_CLASSES[model_type]
 
 
 def evaluate_checkpoint(checkpoint: str, data: str, output_dir: str | None = None, split: str = "valid",
@@ -73,7 +34,7 @@ def evaluate_checkpoint(checkpoint: str, data: str, output_dir: str | None = Non
     if any(h < 1 for h in horizons):
         raise ValueError(f"--horizons: got {horizons}; expected positive numbers of frames")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = load_model(checkpoint).to(device)
+    model = load_pretrained(checkpoint, argument="CHECKPOINT").to(device)
     out = Path(output_dir or "physfm_eval")
     out.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {"checkpoint": checkpoint, "data": str(data), "split": split,
@@ -95,13 +56,11 @@ def evaluate_checkpoint(checkpoint: str, data: str, output_dir: str | None = Non
         result["figure"] = str(plot_rollout(truth, prediction, out / "rollout.png", field_names=names,
                                             field=field_index, title=f"{Path(checkpoint).name}: {names[field_index]}"))
     else:
-        config = model.config
-        ratios = [(s, t) for s in config.spatial_compressions for t in config.temporal_compressions]
-        n_frames = 1 + 2 * max(config.temporal_compressions)  # every ratio compresses >= 2 groups of frames
-        dataset = WellWindowDataset(data, split=split, n_steps_input=n_frames, n_steps_output=0)
-        check_tokeniser_fits(config, [dataset], repr(checkpoint))
-        result["reconstruction"] = evaluate_tokeniser(model, [dataset], ratios, batch_size=batch_size,
-                                                      max_samples=max_samples, device=device)
+        check_tokeniser_fits(model.config, [WellWindowDataset(data, split=split, n_steps_input=1, n_steps_output=0)],
+                             repr(checkpoint))
+        # Scored as the cards and select-tokeniser score it: at every ratio it serves on this grid.
+        result["reconstruction"] = reconstruction_metrics(evaluate_reconstruction(
+            model, data, split, max_samples=max_samples, batch_size=batch_size, device=device))
     atomic_write_json(out / "metrics.json", result)
     result["json"] = str(out / "metrics.json")
     return result
@@ -116,7 +75,7 @@ def format_table(result: dict[str, Any]) -> str:
             lines.append(f"horizons {result['skipped_horizons']} skipped: longer than the {result['split']} "
                          "split's trajectories allow after the input window")
     else:
-        lines += ["reconstruction (physical units)", summarise(result["reconstruction"])]
+        lines += ["reconstruction (normalised fields)", summarise(result["reconstruction"])]
     return "\n".join(lines)
 
 

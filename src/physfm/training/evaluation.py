@@ -1,11 +1,12 @@
-"""Validation metrics in physical units, for both training stages and ``physfm evaluate``.
+"""Validation metrics for both training stages and ``physfm evaluate``.
 
-Models work on z-scored fields; every metric here is computed after ``normalizer.denormalize``, so
-numbers are comparable across runs and with The Well's benchmarks. Each process evaluates a strided
-share of the windows and the per-sample sums are reduced across processes.
+Each process evaluates a strided share of the windows (:func:`physfm.reconstruction.evaluation_windows`) and the
+sums are reduced across processes.
 
-- Dynamics: next-frame VRMSE and the low/mid/high binned spectral errors; rollout VRMSE by horizon.
-- Tokeniser: reconstruction VRMSE (and spectral errors) at every compression ratio.
+- Dynamics: next-frame VRMSE and the low/mid/high binned spectral errors, and rollout VRMSE by horizon, in
+  physical units (after ``normalizer.denormalize``), so numbers are comparable with The Well's benchmarks.
+- Tokeniser: the reconstruction score of :mod:`physfm.reconstruction` at every compression ratio, the same
+  numbers ``physfm select-tokeniser`` and the model cards report.
 """
 
 from __future__ import annotations
@@ -19,17 +20,11 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
+from .._io import pyplot, save_figure
 from ..metrics import binned_spectral_mse, vrmse
-from .curves import pyplot, save_figure
+from ..reconstruction import batched, evaluation_windows, reconstruction_metrics, score_reconstruction, shard
 
 BINS = ("low", "mid", "high")
-
-
-def eval_indices(n: int, max_samples: int) -> list[int]:
-    """Evenly spaced window indices (all when ``max_samples <= 0`` or ``n <= max_samples``)."""
-    if max_samples <= 0 or n <= max_samples:
-        return list(range(n))
-    return np.linspace(0, n - 1, max_samples).round().astype(int).tolist()
 
 
 def _stack(dataset, indices: Sequence[int], key: str) -> torch.Tensor:
@@ -55,17 +50,6 @@ def _reduce_means(sums: dict[str, torch.Tensor], count: torch.Tensor, accelerato
     return {k: float(packed[i]) / total for i, k in enumerate(keys)}
 
 
-def _sharded(indices: list[int], accelerator) -> list[int]:
-    if accelerator is None:
-        return indices
-    return indices[accelerator.process_index :: accelerator.num_processes]
-
-
-def _batched(indices: list[int], batch_size: int):
-    for start in range(0, len(indices), batch_size):
-        yield indices[start:start + batch_size]
-
-
 @torch.no_grad()
 def evaluate_dynamics(model, dataset, batch_size: int = 8, max_samples: int = 64, accelerator=None,
                       device: torch.device | str = "cpu") -> dict[str, float]:
@@ -79,7 +63,7 @@ def evaluate_dynamics(model, dataset, batch_size: int = 8, max_samples: int = 64
     sums: dict[str, torch.Tensor] = {}
     count = torch.zeros(())
     try:
-        for chunk in _batched(_sharded(eval_indices(len(dataset), max_samples), accelerator), batch_size):
+        for chunk in batched(evaluation_windows(len(dataset), max_samples, accelerator), batch_size):
             inputs = _stack(dataset, chunk, "input_fields").to(device)
             targets = _stack(dataset, chunk, "output_fields").to(device)
             out = model(input_fields=inputs, output_fields=targets, field_names=dataset.field_names,
@@ -140,7 +124,7 @@ def rollout_metrics(model, data_dir: str | os.PathLike, horizons: Sequence[int],
     sums = {h: torch.zeros((), dtype=torch.float64) for h in kept}
     count = torch.zeros(())
     example = None
-    for chunk in _batched(_sharded(starts, accelerator), batch_size):
+    for chunk in batched(shard(starts, accelerator), batch_size):
         inputs = _stack(dataset, chunk, "input_fields").to(device)
         truth = _stack(dataset, chunk, "output_fields")
         pred = model.rollout(inputs, n_steps=longest, field_names=dataset.field_names,
@@ -157,45 +141,13 @@ def rollout_metrics(model, data_dir: str | os.PathLike, horizons: Sequence[int],
     return (result, example) if return_example else result
 
 
-@torch.no_grad()
 def evaluate_tokeniser(model, datasets: Sequence, ratios: Sequence[tuple[int, int]], batch_size: int = 8,
                        max_samples: int = 64, accelerator=None,
                        device: torch.device | str = "cpu") -> dict[str, float]:
-    """Reconstruction metrics of a tokeniser at each ``(spatial, temporal)`` ratio, in physical units.
-
-    Returns ``vrmse@s{S}t{T}`` per ratio, their mean ``vrmse``, and the spectral errors and the
-    normalised-space MSE ``loss`` averaged over ratios, each averaged over the datasets' windows."""
-    was_training = model.training
-    model.eval()
-    device = accelerator.device if accelerator is not None else torch.device(device)
-    results: dict[str, float] = {}
-    spectral: dict[str, list[float]] = {}
-    try:
-        for s, t in ratios:
-            sums: dict[str, torch.Tensor] = {}
-            count = torch.zeros(())
-            for dataset in datasets:
-                for chunk in _batched(_sharded(eval_indices(len(dataset), max_samples), accelerator), batch_size):
-                    clip = _stack(dataset, chunk, "input_fields").to(device)
-                    out = model(clip, spatial_compression=s, temporal_compression=t,
-                                field_names=dataset.field_names, periodic=list(dataset.periodic), return_loss=False)
-                    recon = out.reconstruction.float()
-                    metrics = _sample_metrics(dataset.normalizer.denormalize(recon).cpu(),
-                                              dataset.normalizer.denormalize(clip).cpu(), dataset.n_spatial_dims)
-                    metrics["loss"] = ((recon - clip) ** 2).flatten(1).mean(1).cpu()  # as trained: normalised
-                    for key, value in metrics.items():
-                        sums[key] = sums.get(key, torch.zeros((), dtype=torch.float64)) + value.double().sum()
-                    count += len(chunk)
-            reduced = _reduce_means(sums, count, accelerator)
-            results[f"vrmse@s{s}t{t}"] = reduced["vrmse"]
-            for key, value in reduced.items():
-                if key != "vrmse":
-                    spectral.setdefault(key, []).append(value)
-    finally:
-        model.train(was_training)
-    results["vrmse"] = float(np.mean([results[f"vrmse@s{s}t{t}"] for s, t in ratios]))
-    results.update({key: float(np.mean(values)) for key, values in spectral.items()})
-    return results
+    """Stage 1's valid metrics: :func:`~physfm.reconstruction.reconstruction_metrics` of the reconstruction score
+    at each ``(spatial, temporal)`` ratio (``vrmse@s{S}t{T}``, their mean ``vrmse``, ``spectral_nmse_*``, ``loss``)."""
+    return reconstruction_metrics(score_reconstruction(model, datasets, ratios, max_samples=max_samples,
+                                                       batch_size=batch_size, accelerator=accelerator, device=device))
 
 
 class Persistence(torch.nn.Module):

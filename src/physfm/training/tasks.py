@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers.utils import FEATURE_EXTRACTOR_NAME
 
-from ..checkpoints import check_checkpoint_reference
+from ..checkpoints import load_pretrained, load_processor
 from ..data.field_processor import processor_for_datasets, processor_from_dataset
 from ..data.hub_files import is_hub_url
 from ..models import PhysfmTokeniserConfig, PhysfmTokeniserModel
@@ -33,7 +32,7 @@ from ..models.configuration_dynamics import PhysfmDynamicsConfig
 from ..models.modeling_dynamics import PhysfmDynamicsModel
 from ..models.processing_physfm import PhysfmFieldProcessor
 from .arguments import DataArguments, ModelArguments, TrainingArguments, model_config_overrides
-from .autoencoding import ratio_balanced_objective
+from .autoencoding import autoencoding_loss, ratio_balanced_objective
 from .evaluation import evaluate_dynamics, evaluate_tokeniser, rollout_metrics
 from .sampling import step_generator
 
@@ -62,29 +61,13 @@ def _open_datasets(paths: Sequence[PathLike], split: str, n_steps_input: int, n_
 
 
 def load_tokeniser(spec: str) -> PhysfmTokeniserModel:
-    """A pretrained tokeniser from a local directory or a Hub id, in float32."""
-    reference = check_checkpoint_reference(spec, "--tokeniser")
-    if isinstance(reference, Path) and not (reference / "config.json").is_file():
-        raise FileNotFoundError(f"--tokeniser: {spec!r} has no config.json; expected a saved tokeniser directory")
-    try:
-        model = PhysfmTokeniserModel.from_pretrained(str(reference), dtype=torch.float32)
-    except OSError as error:
-        where = "" if isinstance(reference, Path) else "no local folder of that name, and as a Hub id: "
-        raise FileNotFoundError(f"--tokeniser: could not load {spec!r} ({where}{error})") from None
-    if getattr(model.config, "model_type", None) != PhysfmTokeniserConfig.model_type:
-        raise ValueError(f"--tokeniser: {spec!r} is a {model.config.model_type!r} checkpoint, expected a tokeniser")
-    return model
+    """The pretrained tokeniser ``--tokeniser`` names (a folder, a training checkpoint or a Hub id), in float32."""
+    return load_pretrained(spec, kind="tokeniser", argument="--tokeniser")
 
 
 def pretrained_processor(spec: str) -> PhysfmFieldProcessor | None:
     """The field processor saved with a pretrained tokeniser; None for a checkpoint saved without one."""
-    reference = check_checkpoint_reference(spec, "--tokeniser")
-    if isinstance(reference, Path) and not (reference / FEATURE_EXTRACTOR_NAME).is_file():
-        return None
-    try:
-        return PhysfmFieldProcessor.from_pretrained(str(reference))
-    except OSError:  # a Hub checkpoint without one (the weights themselves were already fetched)
-        return None
+    return load_processor(spec, argument="--tokeniser")
 
 
 def warn_if_statistics_differ(reference: PhysfmFieldProcessor | None, processor: PhysfmFieldProcessor,
@@ -209,17 +192,14 @@ class TokeniserTask:
         trained.update(name for dataset in self.train_datasets for name in dataset.field_names)
         config.trained_field_names = [name for name in config.field_names if name in trained]
 
-    def ratio_at(self, step: int) -> tuple[int, int]:
-        """The compression ratio of ``step``: the same on every rank, and again after a resume."""
-        generator = step_generator(self.seed, step)
-        return self.ratios[int(torch.randint(len(self.ratios), (1,), generator=generator))]
-
     def loss(self, model, batch: dict[str, Any], step: int) -> torch.Tensor:
-        s, t = self.ratio_at(step)
+        """The autoencoding loss at the ratio of ``step``: drawn from ``(seed, step)``, so the same on every rank
+        and again after a resume."""
         dataset = self.train_datasets[batch["dataset_index"]]
-        out = model(batch["input_fields"], spatial_compression=s, temporal_compression=t,
-                    field_names=dataset.field_names, periodic=list(dataset.periodic), return_loss=True)
-        return out.loss
+        loss, _ = autoencoding_loss(model, batch["input_fields"], step_generator(self.seed, step),
+                                    field_names=dataset.field_names, periodic=list(dataset.periodic),
+                                    ratios=self.ratios)
+        return loss
 
     def objective(self, loss: torch.Tensor) -> torch.Tensor:
         """What is minimised: the log of the MSE, so that every ratio's error counts relative to itself."""

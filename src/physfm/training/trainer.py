@@ -36,9 +36,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from .._io import atomic_write_json
+from ..models.non_finite import NonFiniteError, finite_checks
 from .arguments import DataArguments, ModelArguments, TrainingArguments, args_to_dict, from_kwargs
 from .checkpointing import (
-    atomic_write_json,
     latest_checkpoint,
     list_checkpoints,
     read_trainer_state,
@@ -54,8 +55,8 @@ from .tasks import build_task
 logger = logging.getLogger("physfm.training")
 
 
-class NonFiniteLossError(ValueError):
-    """The training loss became NaN or Inf; the message names the step and the last good checkpoint."""
+class NonFiniteLossError(NonFiniteError):
+    """The training loss or gradient became NaN or Inf; the message names the step and the last good checkpoint."""
 
 
 @dataclass
@@ -381,17 +382,11 @@ class _Run:
                 batch["output_fields"] = batch["output_fields"].to(device, non_blocking=True)
                 # Only the last micro-batch all-reduces gradients.
                 sync = contextlib.nullcontext() if micro == accum - 1 else accelerator.no_sync(model)
-                with sync:
+                # The data was checked finite on load and the loss is checked below: the models' own NaN check,
+                # a device synchronisation per forward, is skipped.
+                with sync, finite_checks(False):
                     with accelerator.autocast():
-                        try:
-                            loss = task.loss(model, batch, step)
-                        except ValueError as error:
-                            # The models refuse non-finite internal tensors (e.g. latents) with a ValueError.
-                            # The data was checked finite on load, so that means training has diverged.
-                            if "NaN" in str(error) and bool(torch.isfinite(batch["input_fields"]).all()):
-                                progress.close()
-                                raise self._diverged(step + 1, last_checkpoint, f"the model raised: {error}") from None
-                            raise
+                        loss = task.loss(model, batch, step)
                     accelerator.backward(task.objective(loss) / accum)
                 step_loss += loss.detach().float() / accum
             if world > 1:
