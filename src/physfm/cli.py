@@ -1,7 +1,9 @@
 """The ``physfm`` command.
 
-Each subcommand lives beside the code it drives and exposes ``main(argv) -> int``; this module
-only dispatches, importing lazily so that ``physfm --help`` stays instant.
+Each subcommand lives beside the code it drives and exposes ``main(argv) -> int`` and the
+``build_parser()`` it parses with (a :class:`physfm._cli_parsing.Parser`: options spelt with
+underscores, the dashed spelling accepted); this module only dispatches, importing lazily so that
+``physfm --help`` stays instant.
 """
 
 from __future__ import annotations

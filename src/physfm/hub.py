@@ -18,7 +18,6 @@ pretraining script, which renders a card with ``render_model_card`` and pushes w
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -31,6 +30,7 @@ from typing import Any
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from ._cli_parsing import Parser
 from .checkpoints import HubConnectionError, HubError, _endpoint, hub_errors, load_pretrained  # noqa: F401 - re-exported
 
 LIBRARY_NAME = "physfm"
@@ -436,21 +436,21 @@ def pull(
 # --------------------------------------------------------------------------------------------------
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="physfm hub", description="Push or pull physfm checkpoints.")
+def build_parser() -> Parser:
+    parser = Parser(prog="physfm hub", description="Push or pull physfm checkpoints.")
     sub = parser.add_subparsers(dest="action", required=True)
 
     push = sub.add_parser("push", help="push a trained checkpoint folder with a model card")
     push.add_argument("checkpoint", help="folder written by save_pretrained (or by `physfm train`)")
-    push.add_argument("--repo-id", required=True, help="namespace/name, e.g. physfm/tokeniser-shear-flow")
+    push.add_argument("--repo_id", required=True, help="namespace/name, e.g. physfm/tokeniser-shear-flow")
     push.add_argument("--revision", help="branch to push to (created if missing; default main)")
     push.add_argument("--tag", help="also tag the new commit, e.g. v1")
     push.add_argument("--private", action="store_true", help="create the repo as private")
     push.add_argument("--token", help="Hub token (default: HF_TOKEN or the saved login)")
-    push.add_argument("--commit-message")
-    push.add_argument("--physical-system", help="system the checkpoint was trained on, e.g. shear_flow")
+    push.add_argument("--commit_message")
+    push.add_argument("--physical_system", help="system the checkpoint was trained on, e.g. shear_flow")
     push.add_argument("--data", help="Well-format dataset: evaluate reconstruction on its valid split for the card")
-    push.add_argument("--eval-samples", type=int, default=16, help="windows evaluated with --data (default 16)")
+    push.add_argument("--eval_samples", type=int, default=16, help="windows evaluated with --data (default 16)")
     push.add_argument("--license", default=DEFAULT_LICENSE)
     push.add_argument("--template", help="path to a Jinja card template, or a physfm template name "
                       "(tokeniser, dynamics); default: the one for the checkpoint's kind")
@@ -464,7 +464,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     if args.action == "pull":
         path = pull(args.repo_id, args.revision, args.out, token=args.token)
         print(path)

@@ -1,18 +1,18 @@
 """``physfm inspect DIR``: print a Well dataset's summary and validate it.
 
 Validation reads every file's header (required attributes and groups, shapes, consistent field names
-and grid across files), checks ``stats.yaml`` covers every field, and — unless ``--no-scan`` — scans
+and grid across files), checks ``stats.yaml`` covers every field, and — unless ``--no_scan`` — scans
 all field values for NaN/Inf one trajectory at a time. Any problem raises one ValueError, which the
 ``physfm`` dispatcher prints before exiting with status 1.
 """
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 
+from .._cli_parsing import Parser
 from .stats import check_statistic, load_stats
 from .well_format import (
     DatasetMetadata,
@@ -65,12 +65,15 @@ def validate_stats(meta: DatasetMetadata) -> None:
                              f"({chunk.min():.4g} .. {chunk.max():.4g}); recompute it with physfm.data.compute_stats")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="physfm inspect",
-                                     description="Summarise and validate a Well-format dataset.")
+def build_parser() -> Parser:
+    parser = Parser(prog="physfm inspect", description="Summarise and validate a Well-format dataset.")
     parser.add_argument("path", help="dataset directory (<dataset>/data/<split>/*.hdf5) or one HDF5 file")
-    parser.add_argument("--no-scan", action="store_true", help="skip the NaN/Inf scan of all field values")
-    args = parser.parse_args(argv)
+    parser.add_argument("--no_scan", action="store_true", help="skip the NaN/Inf scan of all field values")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     path = Path(args.path)
     meta = read_well_metadata(path)
     print(meta.summary())

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .._cli_parsing import Parser
 from .data import default_cache_dir
 from .presets import CONFIGURATIONS, PRESETS, SYSTEMS, ExperimentPreset, clip_frames, get_preset
 
@@ -134,20 +135,13 @@ def _validate_protocol(spec: ExperimentPreset) -> None:
                       "asks for at least 4 of each, so read these numbers as a check of the plumbing", stacklevel=3)
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse whose usage errors are ``ValueError`` (the ``physfm`` dispatcher prints them)."""
-
-    def error(self, message: str):  # noqa: D401 - argparse hook
-        raise ValueError(f"{self.prog}: {message}")
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> Parser:
     presets = "\n".join(f"  {name:6s} {p.description}" for name, p in PRESETS.items())
-    parser = _Parser(
+    parser = Parser(
         prog="physfm experiment",
         description="Run the paper's tokeniser-pretraining x freezing experiment and write results.json, "
                     "results.md and figures (tables on the test split, mean and spread over seeds).",
-        epilog=f"presets:\n{presets}", formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+        epilog=f"presets:\n{presets}", formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="tiny", help=f"one of {', '.join(PRESETS)} (default tiny)")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--cache_dir", default=None,

@@ -41,7 +41,7 @@ __all__ = [
 @dataclass(frozen=True)
 class Parameter:
     """A physical parameter a user may fix from Python (``generate(name, ..., **params)``) or
-    the command line (``--name-with-dashes``). Unfixed parameters are drawn per trajectory by
+    the command line (``--name``). Unfixed parameters are drawn per trajectory by
     ``SystemSpec.sample_parameters``."""
 
     name: str
