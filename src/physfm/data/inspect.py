@@ -36,11 +36,11 @@ def scan_values(meta: DatasetMetadata) -> int:
             with open_well_file(file) as f:
                 header = read_file_header(f)
                 for traj in range(header.n_trajectories):
-                    for spec in header.fields:
-                        data = read_field(f, spec, header, traj)
-                        if not spec.time_varying:
+                    for field in header.fields:
+                        data = read_field(f, field, header, traj)
+                        if not field.time_varying:
                             data = data[None]
-                        check_finite(data, file, traj, 0, 1, list(spec.flat_names))
+                        check_finite(data, file, traj, 0, 1, list(field.flat_names))
                     n += 1
     return n
 
@@ -48,12 +48,12 @@ def scan_values(meta: DatasetMetadata) -> int:
 def validate_stats(meta: DatasetMetadata) -> None:
     """``stats.yaml`` must exist and hold a finite mean and a positive std for every core field."""
     stats = load_stats(meta.path / "stats.yaml")
-    for spec in meta.fields:
+    for field in meta.fields:
         for key in ("mean", "std"):
-            if spec.name not in stats.get(key, {}):
-                raise ValueError(f"{meta.path / 'stats.yaml'}: no {key!r} for field {spec.name!r}; "
+            if field.name not in stats.get(key, {}):
+                raise ValueError(f"{meta.path / 'stats.yaml'}: no {key!r} for field {field.name!r}; "
                                  "recompute it with physfm.data.compute_stats")
-            check_statistic(np.asarray(stats[key][spec.name], dtype=np.float64), key, spec.name,
+            check_statistic(np.asarray(stats[key][field.name], dtype=np.float64), key, field.name,
                              str(meta.path / "stats.yaml"))
     # A zero std is right only for a field that never varies: normalising a varying one by it scales it by 1e4
     # and gives losses of ~1e7, with no other symptom.

@@ -33,9 +33,9 @@ def build_parser() -> Parser:
         prog="physfm simulate", description="Simulate a physical system into a Well-format dataset."
     )
     sub = parser.add_subparsers(dest="system", metavar="NAME", required=True)
-    for name, spec in SYSTEMS.items():
-        p = sub.add_parser(name, help=spec.description, description=spec.description)
-        res = "x".join(str(n) for n in spec.default_resolution)
+    for name, system in SYSTEMS.items():
+        p = sub.add_parser(name, help=system.description, description=system.description)
+        res = "x".join(str(n) for n in system.default_resolution)
         p.add_argument("--out", required=True, help="output dataset directory (written atomically)")
         p.add_argument(
             "--n_trajectories", type=int, default=8, help="trajectories over all splits (default 8)"
@@ -45,7 +45,7 @@ def build_parser() -> Parser:
             "--n_steps",
             type=int,
             default=None,
-            help=f"stored time steps after the initial frame (default {spec.default_n_steps}, dt={spec.dt})",
+            help=f"stored time steps after the initial frame (default {system.default_n_steps}, dt={system.dt})",
         )
         p.add_argument("--seed", type=int, default=0, help="seed for parameters and initial conditions")
         p.add_argument("--device", default="cpu", help="torch device, e.g. cuda or cuda:1 (default cpu)")
@@ -61,7 +61,7 @@ def build_parser() -> Parser:
         group = p.add_argument_group(
             "system parameters (drawn per trajectory from the system's grid when omitted)"
         )
-        for param in spec.parameters:
+        for param in system.parameters:
             group.add_argument(
                 "--" + param.name,
                 dest=f"param_{param.name}",
@@ -76,13 +76,13 @@ def build_parser() -> Parser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    spec = SYSTEMS[args.system]
+    system = SYSTEMS[args.system]
     params = {
         key.removeprefix("param_"): value
         for key, value in vars(args).items()
         if key.startswith("param_") and value is not None
     }
-    resolution = parse_resolution(args.resolution, spec.n_spatial_dims)
+    resolution = parse_resolution(args.resolution, system.n_spatial_dims)
     path = generate(
         args.system,
         args.out,
@@ -97,5 +97,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         overwrite=args.overwrite,
         **params,
     )
-    print(f"wrote {spec.name} dataset to {path}")
+    print(f"wrote {system.name} dataset to {path}")
     return 0

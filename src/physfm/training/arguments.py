@@ -278,18 +278,18 @@ def validate(data_args: DataArguments, model_args: ModelArguments, training_args
 
 def model_config_overrides(model_args: ModelArguments) -> dict[str, Any]:
     """``--model_config`` as a dict: a JSON file path or an inline JSON object (empty when unset)."""
-    spec = model_args.model_config
-    if not spec:
+    given = model_args.model_config
+    if not given:
         return {}
-    text = spec
-    if not spec.lstrip().startswith("{"):
-        if not Path(spec).is_file():
-            raise FileNotFoundError(f"--model_config: {spec!r} is neither a JSON object nor an existing file")
-        text = Path(spec).read_text()
+    text = given
+    if not given.lstrip().startswith("{"):
+        if not Path(given).is_file():
+            raise FileNotFoundError(f"--model_config: {given!r} is neither a JSON object nor an existing file")
+        text = Path(given).read_text()
     try:
         overrides = json.loads(text)
     except json.JSONDecodeError as error:
-        raise ValueError(f"--model_config: {spec!r} is not valid JSON ({error})") from None
+        raise ValueError(f"--model_config: {given!r} is not valid JSON ({error})") from None
     if not isinstance(overrides, dict):
         raise ValueError(f"--model_config: expected a JSON object, got {type(overrides).__name__}")
     return overrides
