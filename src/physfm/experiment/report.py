@@ -81,7 +81,7 @@ def collect(preset: ExperimentPreset, results: dict[str, Any], wall_time_s: floa
     runs = {name: _seed0_run(results[f"{name}@0"], chosen[name], name) for name in names}
     test = {name: _test_table(results, name, seeds) for name in names}
     references = {forecaster: _reference(results, forecaster, seeds) for forecaster in REFERENCES}
-    sources = {"in_domain": ["in_domain"], "cross_domain": [spec.system for spec in preset.cross_domain],
+    sources = {"in_domain": ["in_domain"], "cross_domain": [data.system for data in preset.cross_domain],
                "same_data": ["downstream"]}
     tokenisers = {key: _tokeniser(results, key, data_names, seeds) for key, data_names in sources.items()
                   if f"tokeniser:{key}@0" in results}
@@ -389,10 +389,10 @@ def _compute_section(payload: dict[str, Any]) -> list[str]:
              "| configuration | pretraining steps | pretraining TFLOPs | pretraining data (s) | sweep TFLOPs | "
              "dynamics steps | dynamics TFLOPs | total TFLOPs (sweep excluded) |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for name, entry in payload["compute"].items():
-        lines.append(f"| {LABELS[name]} | {entry['pretraining_steps']} | {_flops(entry['pretraining_flops'])} | "
-                     f"{entry['pretraining_data_generation_s']:.1f} | {_flops(entry['sweep_flops'])} | "
-                     f"{entry['dynamics_steps']} | {_flops(entry['dynamics_flops'])} | {_flops(entry['total_flops'])} |")
+    lines += [f"| {LABELS[name]} | {cost['pretraining_steps']} | {_flops(cost['pretraining_flops'])} | "
+              f"{cost['pretraining_data_generation_s']:.1f} | {_flops(cost['sweep_flops'])} | "
+              f"{cost['dynamics_steps']} | {_flops(cost['dynamics_flops'])} | {_flops(cost['total_flops'])} |"
+              for name, cost in payload["compute"].items()]
     lines.append("")
     return lines
 
