@@ -16,7 +16,7 @@ COMMANDS = {
     "inspect": ("physfm.data.inspect", "summarise and validate a Well-format dataset"),
     "convert": ("physfm.data.convert", "turn your own NumPy/HDF5 arrays into a Well-format dataset"),
     "train": ("physfm.training.cli", "train a tokeniser (stage 1) or a dynamics model (stage 2)"),
-    "evaluate": ("physfm.training.evaluate", "evaluate a checkpoint on a dataset's valid split"),
+    "evaluate": ("physfm.training.checkpoint_evaluation", "evaluate a checkpoint on a dataset's valid split"),
     "forecast": ("physfm.forecasting", "forecast physical fields from a raw data file with a dynamics checkpoint"),
     "hub": ("physfm.hub", "push or pull checkpoints to or from the Hugging Face Hub"),
     "select-tokeniser": ("physfm.selection", "rank pretrained tokenisers for your data"),
