@@ -90,7 +90,7 @@ def main() -> None:
     print(f"training compute: {result.steps} steps, {result.total_flops:.3g} FLOPs")
 
     # 4. Evaluate the saved model and plot a rollout (truth / prediction / error).
-    from physfm.training.evaluate import evaluate_checkpoint, format_table
+    from physfm.training.checkpoint_evaluation import evaluate_checkpoint, format_table
 
     report = evaluate_checkpoint(str(out / "dynamics"), str(data), output_dir=str(out / "eval"),
                                  horizons=[1, 2, 4, 8], field="tracer")

@@ -4,7 +4,7 @@
    Well files (written by physfm), z-score normalised, random access, one process.
 2. ``physfm.simulate.shear_flow`` stored frames/s (one frame = Δt 0.1 of physical time) at 128×256.
 
-    python scripts/benchmark_data.py [--n-windows 300] [--shear-steps 3] [--device cpu]
+    python scripts/benchmark_data.py [--n_windows 300] [--shear_steps 3] [--device cpu]
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from physfm._cli_parsing import Parser
 from physfm.data import WellWindowDataset
 from physfm.data.toy import toy_fields
 from physfm.data.well_format import write_well_dataset
@@ -64,13 +65,17 @@ def bench_shear_flow(n_steps: int, device: str, dtype: torch.dtype) -> float:
     return n_steps / (time.perf_counter() - start)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n-windows", type=int, default=300)
+def build_parser() -> Parser:
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n_windows", type=int, default=300)
     parser.add_argument("--resolution", type=int, nargs=2, default=(128, 128))
-    parser.add_argument("--shear-steps", type=int, default=3, help="stored frames to simulate (0 = skip)")
+    parser.add_argument("--shear_steps", type=int, default=3, help="stored frames to simulate (0 = skip)")
     parser.add_argument("--device", default="cpu")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     torch.set_num_threads(2)
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -18,12 +18,12 @@ Each is timed best-of-``--repeats`` after a warm-up; the cached stream is also c
 
 from __future__ import annotations
 
-import argparse
 import functools
 import time
 
 import torch
 
+from physfm._cli_parsing import Parser
 from physfm.models import (
     PhysfmDynamicsModel,
     PhysfmTokeniserConfig,
@@ -60,8 +60,8 @@ def best_time(run, repeats: int, device: torch.device) -> float:
     return min(times)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> Parser:
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=64, help="frames each rollout predicts")
     parser.add_argument("--reference_steps", type=int, default=16, help="frames of the uncached stream")
     parser.add_argument("--grid", type=int, default=64, help="square grid size")
@@ -69,7 +69,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--device", default="cpu")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)

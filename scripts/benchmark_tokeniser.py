@@ -13,7 +13,7 @@ fp32 matmul throughput and reports each model's FLOP utilisation against it (FLO
   same latent size.
 
 With ``--dims 3`` the script also measures the peak memory of one training step (batch 1) on a
-``--memory-size``^3 x ``--frames`` clip, each model in a fresh process: peak RSS above the RSS before the step on
+``--memory_size``^3 x ``--frames`` clip, each model in a fresh process: peak RSS above the RSS before the step on
 CPU, ``torch.cuda.max_memory_allocated`` on CUDA.
 
     python scripts/benchmark_tokeniser.py            # 2-D defaults: ~2-3 min on 2 CPU cores
@@ -23,7 +23,6 @@ CPU, ``torch.cuda.max_memory_allocated`` on CUDA.
 
 from __future__ import annotations
 
-import argparse
 import multiprocessing
 import statistics
 import time
@@ -35,6 +34,7 @@ import torch.nn.functional as F
 from plain_autoencoder import PlainAutoencoder  # scripts/, beside this file
 from torch.utils.flop_counter import FlopCounterMode
 
+from physfm._cli_parsing import Parser
 from physfm.models import PhysfmTokeniserConfig, PhysfmTokeniserModel
 
 
@@ -167,15 +167,15 @@ def measure_memory(build: Callable[[], torch.nn.Module], shape: tuple, device: s
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="benchmark_tokeniser", description=__doc__.split("\n\n")[0])
+def build_parser() -> Parser:
+    parser = Parser(prog="benchmark_tokeniser", description=__doc__.split("\n\n")[0])
     parser.add_argument("--dims", type=int, choices=[2, 3], default=2, help="spatial dimensions of the fields")
     # Batch 2, not 1: for a single sample PyTorch's CPU heuristic sends small 3-D convolutions (forward and
     # backward) to its reference kernel, 2-3x slower than oneDNN, for both models alike.
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--frames", type=int, default=9, help="1 + 8k (CogVideoX batches frames by 8)")
     parser.add_argument("--size", type=int, default=None, help="grid side, every axis (default 64 in 2-D, 16 in 3-D)")
-    parser.add_argument("--memory-size", type=int, default=32, help="3-D: grid side of the peak-memory clip")
+    parser.add_argument("--memory_size", type=int, default=32, help="3-D: grid side of the peak-memory clip")
     parser.add_argument("--fields", type=int, default=None, help="default 4 in 2-D, 5 in 3-D (navier_stokes_3d's)")
     parser.add_argument("--repeats", type=int, default=5, help="timed steps per model (after one warm-up)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
@@ -187,6 +187,11 @@ def main(argv: list[str] | None = None) -> int:
         help="cpu: this process's CPU time, for a shared machine with --threads 1 (other jobs' load then "
         "does not count against either model)",
     )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     peer_name = args.peer or ("cogvideox" if args.dims == 2 else "plain")
     if peer_name == "cogvideox" and args.dims == 3:

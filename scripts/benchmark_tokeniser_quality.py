@@ -24,7 +24,6 @@ Every number is the mean over ``--seeds`` seeds (initialisation and batch order)
 
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
 import tempfile
@@ -37,6 +36,7 @@ import torch.nn.functional as F
 from plain_autoencoder import PlainAutoencoder  # scripts/, beside this file
 from torch import nn
 
+from physfm._cli_parsing import Parser
 from physfm.data import WellWindowDataset
 from physfm.models import PhysfmTokeniserConfig, PhysfmTokeniserModel
 from physfm.reconstruction import ReconstructionScore
@@ -162,11 +162,11 @@ def compare_flexible(train_frames, valid_frames, args) -> None:
         print(f"{s:>3} {f:>10.4f} {d:>10.4f} {f / d:>20.2f}x")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="benchmark_tokeniser_quality", description=__doc__.split("\n\n")[0])
+def build_parser() -> Parser:
+    parser = Parser(prog="benchmark_tokeniser_quality", description=__doc__.split("\n\n")[0])
     parser.add_argument("--compare", choices=["plain-ae", "flexible", "all"], default="all")
     parser.add_argument("--steps", type=int, default=300, help="physfm's training steps (default 300)")
-    parser.add_argument("--flexible-steps", type=int, default=600, help="total steps of the flexible comparison")
+    parser.add_argument("--flexible_steps", type=int, default=600, help="total steps of the flexible comparison")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--schedule", choices=["constant", "cosine"], default="constant",
                         help="learning-rate schedule of every run (default constant, the original recipe)")
@@ -174,7 +174,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="training objective of the flexible comparison (default log-mse, physfm's)")
     parser.add_argument("--data", type=Path, default=None,
                         help="a shear_flow dataset with train and valid splits (default: simulate one, ~20 s)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as scratch:
         data = args.data

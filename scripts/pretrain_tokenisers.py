@@ -2,22 +2,22 @@
 
 For each system this script
 
-1. simulates a Well-format dataset with ``physfm.simulate`` (or takes the one under ``--data-root``);
+1. simulates a Well-format dataset with ``physfm.simulate`` (or takes the one under ``--data_root``);
 2. trains stage 1 (tokeniser autoencoding, a compression ratio sampled per batch);
 3. evaluates reconstruction VRMSE at every compression ratio on the valid split;
 4. renders the model card (with the system's text from ``physfm/card_templates/systems.yaml``) into
-   the checkpoint (and into ``--cards-dir``);
-5. saves the checkpoint and, with ``--push --hub-org ORG``, pushes it to ``ORG/tokeniser-<system>``.
+   the checkpoint (and into ``--cards_dir``);
+5. saves the checkpoint and, with ``--push --hub_org ORG``, pushes it to ``ORG/tokeniser-<system>``.
 
 It ends with a summary table. The defaults are a CPU-sized run (minutes); raise ``--resolution``,
-``--n-trajectories`` and ``--max-steps`` on a GPU::
+``--n_trajectories`` and ``--max_steps`` on a GPU::
 
     python scripts/pretrain_tokenisers.py --out runs/tokenisers --systems shear_flow gray_scott_reaction_diffusion
-    python scripts/pretrain_tokenisers.py --out runs/tokenisers --push --hub-org physfm
+    python scripts/pretrain_tokenisers.py --out runs/tokenisers --push --hub_org physfm
     # tokeniser-turbulence-3d as its card reports it (~3 min on one CPU thread):
     python scripts/pretrain_tokenisers.py --out runs/tokenisers --systems navier_stokes_3d --resolution 16 \
-        --max-steps 300 --batch-size 4 --model-config '{"hidden_channels": 16, "spatial_compressions": [2, 4, 8]}' \
-        --cards-dir model_cards/rendered
+        --max_steps 300 --batch_size 4 --model_config '{"hidden_channels": 16, "spatial_compressions": [2, 4, 8]}' \
+        --cards_dir model_cards/rendered
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from physfm._cli_parsing import Parser
 from physfm.checkpoints import load_pretrained
 from physfm.data import read_well_metadata
 from physfm.hub import push_to_hub, render_model_card
@@ -40,7 +41,7 @@ from physfm.training import train
 REPO_NAMES = {"gray_scott_reaction_diffusion": "gray-scott", "navier_stokes_3d": "turbulence-3d"}
 DEFAULT_SYSTEMS = ["shear_flow", "gray_scott_reaction_diffusion", "euler_multi_quadrants", "acoustic_wave"]
 # The default PhysfmTokeniserConfig is the CPU-sized one; GPU runs pass PhysfmTokeniserConfig.for_gpu()'s
-# settings: --model-config '{"hidden_channels": 64, "channel_multipliers": [1, 2, 4, 4, 4],
+# settings: --model_config '{"hidden_channels": 64, "channel_multipliers": [1, 2, 4, 4, 4],
 # "layers_per_level": [1, 2, 2, 2, 2]}'.
 
 
@@ -48,29 +49,34 @@ def repo_name(system: str) -> str:
     return "tokeniser-" + REPO_NAMES.get(system, system.replace("_", "-"))
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="pretrain_tokenisers.py", description=__doc__.split("\n\n")[0])
+def build_parser() -> Parser:
+    parser = Parser(prog="pretrain_tokenisers.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="Output folder: data/, one checkpoint per system, summary.json.")
     parser.add_argument("--systems", nargs="+", default=DEFAULT_SYSTEMS, help=f"Systems, from {sorted(SYSTEMS)}.")
-    parser.add_argument("--no-multi", action="store_true", help="Skip the tokeniser-multi checkpoint (all systems).")
-    parser.add_argument("--data-root", help="Use <data-root>/<system> instead of simulating.")
+    parser.add_argument("--no_multi", action="store_true", help="Skip the tokeniser-multi checkpoint (all systems).")
+    parser.add_argument("--data_root", help="Use <data_root>/<system> instead of simulating.")
     parser.add_argument("--resolution", default="32",
                         help="Simulated grid: N (N per axis, for 2-D and 3-D systems alike), HxW or HxWxD.")
-    parser.add_argument("--n-trajectories", type=int, default=10)
-    parser.add_argument("--n-steps", type=int, default=40, help="Stored time steps per simulated trajectory.")
-    parser.add_argument("--dt-stride", type=int, default=4,
+    parser.add_argument("--n_trajectories", type=int, default=10)
+    parser.add_argument("--n_steps", type=int, default=40, help="Stored time steps per simulated trajectory.")
+    parser.add_argument("--dt_stride", type=int, default=4,
                         help="Stored frames between the frames of a training and evaluation clip: the stride at which "
                         "the dynamics model will use the tokeniser (default 4, where the systems change visibly).")
-    parser.add_argument("--max-steps", type=int, default=600, help="Tokeniser training steps per checkpoint.")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
-    parser.add_argument("--model-config", default="{}",
+    parser.add_argument("--max_steps", type=int, default=600, help="Tokeniser training steps per checkpoint.")
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--learning_rate", type=float, default=1e-3)
+    parser.add_argument("--model_config", default="{}",
                         help="Tokeniser config overrides as inline JSON (default: the default, CPU-sized config).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="Simulation device.")
-    parser.add_argument("--cards-dir", default=None, help="Also write each rendered card to <cards-dir>/<repo>.md.")
+    parser.add_argument("--cards_dir", default=None, help="Also write each rendered card to <cards_dir>/<repo>.md.")
     parser.add_argument("--push", action="store_true", help="Push every checkpoint to the Hub.")
-    parser.add_argument("--hub-org", default="physfm", help="Hub namespace for --push.")
+    parser.add_argument("--hub_org", default="physfm", help="Hub namespace for --push.")
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = build_parser()
     args = parser.parse_args(argv)
     unknown = sorted(set(args.systems) - set(SYSTEMS))
     if unknown:
@@ -78,7 +84,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     dims = {system: n_spatial_dims(system) for system in args.systems}
     if not args.no_multi and len(args.systems) > 1 and len(set(dims.values())) > 1:
         parser.error(f"--systems: tokeniser-multi needs systems of one dimensionality, got {dims}; "
-                     "pass --no-multi or choose 2-D or 3-D systems only")
+                     "pass --no_multi or choose 2-D or 3-D systems only")
     return args
 
 
@@ -95,7 +101,7 @@ def dataset_for(system: str, args: argparse.Namespace, out: Path) -> Path:
     if args.data_root:
         path = Path(args.data_root) / system
         if not (path / "stats.yaml").is_file():
-            raise FileNotFoundError(f"--data-root: {path} is not a Well-format dataset (no stats.yaml)")
+            raise FileNotFoundError(f"--data_root: {path} is not a Well-format dataset (no stats.yaml)")
         return path
     path = out / "data" / system
     if not (path / "stats.yaml").is_file():  # simulated once, reused by later invocations
@@ -161,4 +167,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except (ValueError, OSError) as error:  # user errors: one line, no traceback
+        print(f"pretrain_tokenisers.py: error: {error}", file=sys.stderr)
+        sys.exit(1)

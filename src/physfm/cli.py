@@ -1,7 +1,9 @@
 """The ``physfm`` command.
 
-Each subcommand lives beside the code it drives and exposes ``main(argv) -> int``; this module
-only dispatches, importing lazily so that ``physfm --help`` stays instant.
+Each subcommand lives beside the code it drives and exposes ``main(argv) -> int`` and the
+``build_parser()`` it parses with (a :class:`physfm._cli_parsing.Parser`: options spelt with
+underscores, the dashed spelling accepted); this module only dispatches, importing lazily so that
+``physfm --help`` stays instant.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ COMMANDS = {
     "convert": ("physfm.data.convert", "turn your own NumPy/HDF5 arrays into a Well-format dataset"),
     "download": ("physfm.data.download", "copy some files of a Hub-hosted Well dataset into a local folder"),
     "train": ("physfm.training.cli", "train a tokeniser (stage 1) or a dynamics model (stage 2)"),
-    "evaluate": ("physfm.training.evaluate", "evaluate a checkpoint on a dataset's valid split"),
+    "evaluate": ("physfm.training.checkpoint_evaluation", "evaluate a checkpoint on a dataset's valid split"),
     "forecast": ("physfm.forecasting", "forecast physical fields from a raw data file with a dynamics checkpoint"),
     "hub": ("physfm.hub", "push or pull checkpoints to or from the Hugging Face Hub"),
     "select-tokeniser": ("physfm.selection", "rank pretrained tokenisers for your data"),

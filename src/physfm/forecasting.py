@@ -15,7 +15,6 @@ truth the figure compares against.
 
 from __future__ import annotations
 
-import argparse
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ._cli_parsing import Parser
 from .checkpoints import load_pretrained, load_processor
 from .data.well_format import read_file_header, read_trajectory, write_well_dataset
 from .models import PhysfmDynamicsModel, PhysfmFieldProcessor
@@ -158,8 +158,8 @@ def write_forecast(out: Path, prediction: np.ndarray, truth: np.ndarray, names: 
                      field_names=names)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="physfm forecast", description=__doc__.split("\n\n")[0])
+def build_parser() -> Parser:
+    parser = Parser(prog="physfm forecast", description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", help="dynamics model directory or Hub id (with preprocessor_config.json)")
     parser.add_argument("--input", required=True, help="Well-format .hdf5, or .npy/.npz [(traj,) time, *space, fields]")
     parser.add_argument("--steps", type=int, required=True, help="frames to forecast")
@@ -168,7 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start", type=int, default=0, help="first context frame")
     parser.add_argument("--stream", action="store_true", help="cached streaming rollout instead of the window")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     prediction = forecast(args.checkpoint, args.input, args.steps, args.field_names, args.start, args.out,
                           args.stream, overwrite=args.overwrite)
     print(f"wrote {prediction.shape[1]} frames of {prediction.shape[0]} trajectories to {args.out}")

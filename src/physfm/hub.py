@@ -18,7 +18,7 @@ pretraining script, which renders a card with ``render_model_card`` and pushes w
 
 from __future__ import annotations
 
-import argparse
+import inspect
 import json
 import math
 import os
@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from ._cli_parsing import Parser
 from .checkpoints import HubConnectionError, HubError, _endpoint, hub_errors, load_pretrained  # noqa: F401 - re-exported
 
 LIBRARY_NAME = "physfm"
@@ -248,21 +249,6 @@ def render_model_card(
     source = _template_source(template, facts["kind"])
     rows = [_as_row(r) for r in eval_results]
     system = physical_system or "unspecified"
-    dataset_name = dataset_name or system
-    results = [
-        EvalResult(
-            task_type="reconstruction" if facts["kind"] == "tokeniser" else "time-series-forecasting",
-            task_name="Field reconstruction" if facts["kind"] == "tokeniser" else "Next-step prediction",
-            dataset_type=r.get("dataset") or dataset_name,
-            dataset_name=r.get("dataset") or dataset_name,
-            dataset_split=eval_split,
-            dataset_config=f"spatial{r['spatial_compression']}-temporal{r['temporal_compression']}",
-            metric_type="vrmse",
-            metric_name=f"VRMSE (spatial ×{r['spatial_compression']}, temporal ×{r['temporal_compression']})",
-            metric_value=round(float(r["vrmse"]), 6),
-        )
-        for r in rows
-    ]
     tokeniser_source = facts.get("tokeniser_name_or_path")
     if base_model is None and tokeniser_source and tokeniser_source.count("/") == 1 and not Path(tokeniser_source).exists():
         base_model = tokeniser_source  # a dynamics model built on a Hub tokeniser: link them on the Hub
@@ -276,7 +262,7 @@ def render_model_card(
         datasets=list(datasets) if datasets else None,
         base_model=base_model,
         model_name=repo_id.split("/")[-1],
-        eval_results=results or None,
+        eval_results=_model_index(rows, facts["kind"], dataset_name or system, eval_split) or None,
         physical_system=system,
         field_names=facts["field_names"],
         periodic=facts["periodic"],
@@ -286,12 +272,43 @@ def render_model_card(
         latent_channels=facts["latent_channels"],
         arxiv=PAPER_ARXIV,
     )
-    sections = {
+    sections = _card_sections(repo_id, facts, rows, eval_split, training, physical_system)
+    sections.update(template_kwargs)
+    return ModelCard.from_template(card_data, template_str=source, **sections)
+
+
+CARD_ARGUMENTS = tuple(name for name, p in inspect.signature(render_model_card).parameters.items()
+                       if p.kind is inspect.Parameter.KEYWORD_ONLY)
+"""What :func:`push_to_hub` passes on to :func:`render_model_card`."""
+
+
+def _model_index(rows: Sequence[dict], kind: str, dataset_name: str, split: str) -> list[EvalResult]:
+    """One ``model-index`` entry per evaluation row: metric ``vrmse`` at its compression ratio."""
+    return [
+        EvalResult(
+            task_type="reconstruction" if kind == "tokeniser" else "time-series-forecasting",
+            task_name="Field reconstruction" if kind == "tokeniser" else "Next-step prediction",
+            dataset_type=r.get("dataset") or dataset_name,
+            dataset_name=r.get("dataset") or dataset_name,
+            dataset_split=split,
+            dataset_config=f"spatial{r['spatial_compression']}-temporal{r['temporal_compression']}",
+            metric_type="vrmse",
+            metric_name=f"VRMSE (spatial ×{r['spatial_compression']}, temporal ×{r['temporal_compression']})",
+            metric_value=round(float(r["vrmse"]), 6),
+        )
+        for r in rows
+    ]
+
+
+def _card_sections(repo_id: str, facts: dict, rows: Sequence[dict], split: str,
+                   training: Mapping[str, Any] | None, physical_system: str | None) -> dict[str, Any]:
+    """The variables a card template fills in: its prose sections and the checkpoint's facts."""
+    return {
         "model_name": repo_id.split("/")[-1],  # model-index swallows card_data.model_name: pass the title itself
         "repo_id": repo_id,
         "kind": facts["kind"],
         "usage": _usage(repo_id, facts),
-        "evaluation": _eval_table(rows, eval_split),
+        "evaluation": _eval_table(rows, split),
         "training_details": _training(training),
         "fields_list": ", ".join(f"`{f}`" for f in facts["field_names"]),
         "compressions": "spatial " + ", ".join(f"×{s}" for s in facts["spatial_compressions"])
@@ -302,8 +319,6 @@ def render_model_card(
         "facts": facts,
         "system": system_description(physical_system),
     }
-    sections.update(template_kwargs)
-    return ModelCard.from_template(card_data, template_str=source, **sections)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -316,20 +331,12 @@ def push_to_hub(
     repo_id: str,
     *,
     card: ModelCard | str | None = None,
-    physical_system: str | None = None,
-    eval_results: Sequence[Any] = (),
-    dataset_name: str | None = None,
-    datasets: Sequence[str] | None = None,
-    license: str = DEFAULT_LICENSE,  # noqa: A002 - the card's field name
-    tags: Sequence[str] = (),
-    base_model: str | None = None,
-    training: Mapping[str, Any] | None = None,
-    template: str | os.PathLike | None = None,
     revision: str | None = None,
     tag: str | None = None,
     commit_message: str | None = None,
     token: str | None = None,
     private: bool = False,
+    **card_kwargs: Any,
 ) -> str:
     """Push a physfm checkpoint and its model card to the Hub; returns the commit id.
 
@@ -339,62 +346,78 @@ def push_to_hub(
             card, figures); optimizer/RNG state stays local.
         repo_id: ``namespace/name``, e.g. ``physfm/tokeniser-shear-flow``. Created if missing.
         card: A ready card (``ModelCard`` or markdown text). Otherwise one is rendered with
-            :func:`render_model_card` from the other card arguments; a folder's own ``README.md`` is kept
-            when no card argument is given.
+            :func:`render_model_card` from ``card_kwargs``; a folder's own ``README.md`` is kept when none of
+            ``physical_system``, ``eval_results`` and ``template`` is given.
         revision: Branch to commit to (created from ``main`` if missing). Default ``main``.
         tag: Also tag the new commit (e.g. ``"v1"``) so users can pin it with ``revision="v1"``.
         commit_message, token, private: As in ``huggingface_hub``.
+        card_kwargs: The keyword-only arguments of :func:`render_model_card` (``physical_system``,
+            ``eval_results``, ``eval_split``, ``dataset_name``, ``datasets``, ``license``, ``tags``, ``base_model``,
+            ``training``, ``template``).
     """
-    from huggingface_hub import HfApi
-
+    unknown = sorted(set(card_kwargs) - set(CARD_ARGUMENTS))
+    if unknown:
+        raise TypeError(f"push_to_hub() got unexpected keyword arguments {unknown}; the card arguments are "
+                        f"{list(CARD_ARGUMENTS)}")
     if not isinstance(repo_id, str) or repo_id.count("/") != 1 or not all(repo_id.split("/")):
         raise ValueError(f"repo_id: got {repo_id!r}; expected 'namespace/name', e.g. 'physfm/tokeniser-shear-flow'.")
     with tempfile.TemporaryDirectory(prefix="physfm-push-") as tmp:
-        if isinstance(model_or_dir, (str, os.PathLike)):
-            folder = Path(model_or_dir)
-            if not folder.is_dir():
-                raise FileNotFoundError(f"checkpoint: {str(folder)!r} is not a folder; expected a save_pretrained output.")
-        elif hasattr(model_or_dir, "save_pretrained"):
-            folder = Path(tmp) / "checkpoint"
-            model_or_dir.save_pretrained(folder)
-        else:
-            raise ValueError(
-                f"model_or_dir: got {type(model_or_dir).__name__}; expected a physfm model or a checkpoint folder."
-            )
+        folder = _checkpoint_folder(model_or_dir, Path(tmp) / "checkpoint")
         facts = checkpoint_facts(folder)  # also validates that this is a physfm checkpoint
-        card_args_given = physical_system is not None or bool(eval_results) or template is not None
+        card_args_given = (card_kwargs.get("physical_system") is not None or bool(card_kwargs.get("eval_results"))
+                           or card_kwargs.get("template") is not None)
         if card is None and (card_args_given or not (folder / "README.md").is_file()):
-            card = render_model_card(
-                folder, repo_id, physical_system=physical_system, eval_results=eval_results,
-                dataset_name=dataset_name, datasets=datasets, license=license, tags=tags,
-                base_model=base_model, training=training, template=template,
-            )
+            card = render_model_card(folder, repo_id, **card_kwargs)
         if card is not None:
-            # Stage the folder with the card instead of writing into the user's checkpoint.
-            staged = Path(tmp) / "staged"
-            staged.mkdir()
-            for item in folder.iterdir():
-                if item.is_file() and item.name != "README.md":
-                    os.symlink(item.resolve(), staged / item.name)
-            (staged / "README.md").write_text(str(card), encoding="utf-8")
-            folder = staged
+            folder = _stage_with_card(folder, card, Path(tmp) / "staged")
+        return _upload(folder, repo_id, revision=revision, tag=tag, private=private, token=token,
+                       commit_message=commit_message or f"Upload physfm {facts['kind']}")
 
-        api = HfApi(endpoint=_endpoint(), token=token, library_name=LIBRARY_NAME)
-        with hub_errors(repo_id, revision, token, action="upload"):
-            api.create_repo(repo_id, private=private, exist_ok=True)
-            if revision not in (None, "main"):
-                api.create_branch(repo_id, branch=revision, exist_ok=True)
-            info = api.upload_folder(
-                repo_id=repo_id,
-                folder_path=folder,
-                revision=revision,
-                commit_message=commit_message or f"Upload physfm {facts['kind']}",
-                allow_patterns=UPLOAD_PATTERNS,
-                ignore_patterns=IGNORE_PATTERNS,
-                delete_patterns=DELETE_PATTERNS,
-            )
-            if tag is not None:
-                api.create_tag(repo_id, tag=tag, revision=info.oid, exist_ok=False)
+
+def _checkpoint_folder(model_or_dir: Any, save_to: Path) -> Path:
+    """The folder of a checkpoint: the one given, or ``save_to`` after saving a model there."""
+    if isinstance(model_or_dir, (str, os.PathLike)):
+        folder = Path(model_or_dir)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"checkpoint: {str(folder)!r} is not a folder; expected a save_pretrained output.")
+        return folder
+    if hasattr(model_or_dir, "save_pretrained"):
+        model_or_dir.save_pretrained(save_to)
+        return save_to
+    raise ValueError(f"model_or_dir: got {type(model_or_dir).__name__}; expected a physfm model or a checkpoint folder.")
+
+
+def _stage_with_card(folder: Path, card: ModelCard | str, staged: Path) -> Path:
+    """``folder``'s files linked into ``staged`` beside the card, so the user's checkpoint is not written into."""
+    staged.mkdir()
+    for item in folder.iterdir():
+        if item.is_file() and item.name != "README.md":
+            os.symlink(item.resolve(), staged / item.name)
+    (staged / "README.md").write_text(str(card), encoding="utf-8")
+    return staged
+
+
+def _upload(folder: Path, repo_id: str, *, revision: str | None, tag: str | None, private: bool, token: str | None,
+            commit_message: str) -> str:
+    """Create the repo (and branch) if missing, upload the model files of ``folder``, tag the commit; its id."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(endpoint=_endpoint(), token=token, library_name=LIBRARY_NAME)
+    with hub_errors(repo_id, revision, token, action="upload"):
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        if revision not in (None, "main"):
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        info = api.upload_folder(
+            repo_id=repo_id,
+            folder_path=folder,
+            revision=revision,
+            commit_message=commit_message,
+            allow_patterns=UPLOAD_PATTERNS,
+            ignore_patterns=IGNORE_PATTERNS,
+            delete_patterns=DELETE_PATTERNS,
+        )
+        if tag is not None:
+            api.create_tag(repo_id, tag=tag, revision=info.oid, exist_ok=False)
     return info.oid
 
 
@@ -436,21 +459,21 @@ def pull(
 # --------------------------------------------------------------------------------------------------
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="physfm hub", description="Push or pull physfm checkpoints.")
+def build_parser() -> Parser:
+    parser = Parser(prog="physfm hub", description="Push or pull physfm checkpoints.")
     sub = parser.add_subparsers(dest="action", required=True)
 
     push = sub.add_parser("push", help="push a trained checkpoint folder with a model card")
     push.add_argument("checkpoint", help="folder written by save_pretrained (or by `physfm train`)")
-    push.add_argument("--repo-id", required=True, help="namespace/name, e.g. physfm/tokeniser-shear-flow")
+    push.add_argument("--repo_id", required=True, help="namespace/name, e.g. physfm/tokeniser-shear-flow")
     push.add_argument("--revision", help="branch to push to (created if missing; default main)")
     push.add_argument("--tag", help="also tag the new commit, e.g. v1")
     push.add_argument("--private", action="store_true", help="create the repo as private")
     push.add_argument("--token", help="Hub token (default: HF_TOKEN or the saved login)")
-    push.add_argument("--commit-message")
-    push.add_argument("--physical-system", help="system the checkpoint was trained on, e.g. shear_flow")
+    push.add_argument("--commit_message")
+    push.add_argument("--physical_system", help="system the checkpoint was trained on, e.g. shear_flow")
     push.add_argument("--data", help="Well-format dataset: evaluate reconstruction on its valid split for the card")
-    push.add_argument("--eval-samples", type=int, default=16, help="windows evaluated with --data (default 16)")
+    push.add_argument("--eval_samples", type=int, default=16, help="windows evaluated with --data (default 16)")
     push.add_argument("--license", default=DEFAULT_LICENSE)
     push.add_argument("--template", help="path to a Jinja card template, or a physfm template name "
                       "(tokeniser, dynamics); default: the one for the checkpoint's kind")
@@ -464,7 +487,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     if args.action == "pull":
         path = pull(args.repo_id, args.revision, args.out, token=args.token)
         print(path)

@@ -15,7 +15,6 @@ measurement on its own; the model cards use it for their results.
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ from typing import Any
 
 import torch
 
+from ._cli_parsing import Parser
 from ._io import atomic_write_json
 from .reconstruction import (
     SPECTRAL_BINS,
@@ -217,20 +217,24 @@ def select_tokeniser(
 # --------------------------------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+def build_parser() -> Parser:
+    parser = Parser(
         prog="physfm select-tokeniser",
         description="Rank pretrained tokenisers by zero-shot reconstruction of your data and recommend one.",
     )
     parser.add_argument("--data", required=True, help="Well-format dataset folder")
     parser.add_argument("--candidates", nargs="+", required=True, help="tokeniser Hub ids or checkpoint folders")
     parser.add_argument("--split", default="valid", help="split to sample (default valid)")
-    parser.add_argument("--spatial-compression", type=int, help="ratio to compare at (default: common default)")
-    parser.add_argument("--temporal-compression", type=int)
+    parser.add_argument("--spatial_compression", type=int, help="ratio to compare at (default: common default)")
+    parser.add_argument("--temporal_compression", type=int)
     parser.add_argument("--samples", type=int, default=8, help="windows to reconstruct per candidate (default 8)")
     parser.add_argument("--revision", help="revision for every Hub candidate")
     parser.add_argument("--json", help="also write the report as JSON to this file")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
 
     torch.set_num_threads(min(torch.get_num_threads(), os.cpu_count() or 1))
     report = select_tokeniser(

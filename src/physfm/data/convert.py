@@ -8,7 +8,6 @@ vector field ``<base>`` in ``t1_fields``, so they read back under the same flatt
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -17,6 +16,7 @@ import einops
 import h5py
 import numpy as np
 
+from .._cli_parsing import Parser
 from .splits import split_counts
 from .well_format import SPLITS, write_well_dataset
 
@@ -198,8 +198,8 @@ def _comma_list(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> Parser:
+    parser = Parser(
         prog="physfm convert",
         description="Turn a NumPy (.npy/.npz) or HDF5 array into a Well-format dataset "
                     "(data/{train,valid,test}/*.hdf5 + stats.yaml).")
@@ -211,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dt", required=True, type=float, help="time between stored frames")
     parser.add_argument("--periodic", default="", type=_comma_list, help="comma-separated periodic axes, e.g. x,y")
     parser.add_argument("--split", default="0.8,0.1,0.1", help="train,valid,test fractions of trajectories")
-    parser.add_argument("--dataset-name", default=None, help="dataset name (default: the --out directory name)")
+    parser.add_argument("--dataset_name", default=None, help="dataset name (default: the --out directory name)")
     parser.add_argument("--key", default=None, help="array name in a .npz, or dataset path in an HDF5 file")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     return parser

@@ -198,8 +198,8 @@ class WellWindowDataset(Dataset):
         header = self.headers[file_index]
         f = self._file(file_index)
         window = slice(start, start + n_steps * self.dt_stride, self.dt_stride)
-        parts = [torch.from_numpy(read_field(f, spec, header, traj, window, dataset))
-                 for spec, dataset in zip(header.variable_fields, self._datasets[file_index], strict=True)]
+        parts = [torch.from_numpy(read_field(f, field, header, traj, window, dataset))
+                 for field, dataset in zip(header.variable_fields, self._datasets[file_index], strict=True)]
         # torch.cat interleaves channels faster than NumPy's concatenate / strided assignment.
         data = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
         # NaN/Inf propagate through a sum: one cheap reduction, the exact search only on suspicion.

@@ -75,9 +75,9 @@ def _rows(files: list[str]) -> Iterator[dict]:
                                 default=str)
             for traj in range(header.n_trajectories):
                 row = {"file": Path(file).name, "trajectory": traj, "parameters": params}
-                for spec in header.variable_fields:
-                    data = read_field(f, spec, header, traj)
-                    for i, name in enumerate(spec.flat_names):
+                for field in header.variable_fields:
+                    data = read_field(f, field, header, traj)
+                    for i, name in enumerate(field.flat_names):
                         row[name] = data[..., i]
                 yield row
 

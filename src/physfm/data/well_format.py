@@ -259,16 +259,16 @@ def _read_header(f: h5py.File, path: Path | HubFile) -> FileHeader:
             if len(dim_varying) != n_spatial_dims:
                 raise ValueError(f"{path}: {group_name}/{name}/@dim_varying {list(dim_varying)} has "
                                  f"{len(dim_varying)} entries, expected {n_spatial_dims} (one per spatial dim)")
-            spec = FieldSpec(name, order, tuple(flat_field_names(name, order, spatial_dims)), dim_varying,
+            field = FieldSpec(name, order, tuple(flat_field_names(name, order, spatial_dims)), dim_varying,
                              bool(ds.attrs["sample_varying"]), bool(ds.attrs["time_varying"]))
-            expected = ((n_traj,) if spec.sample_varying else ()) + ((n_steps,) if spec.time_varying else ()) \
+            expected = ((n_traj,) if field.sample_varying else ()) + ((n_steps,) if field.time_varying else ()) \
                 + tuple(s for s, v in zip(spatial_shape, dim_varying, strict=True) if v) + (n_spatial_dims,) * order
             if tuple(ds.shape) != expected:
                 raise ValueError(
                     f"{path}: {group_name}/{name} has shape {tuple(ds.shape)}, expected {expected} "
                     f"([traj]={n_traj}, [time]={n_steps}, space={spatial_shape}, tensor order {order})"
                 )
-            fields.append(spec)
+            fields.append(field)
     if not any(s.time_varying for s in fields):
         raise ValueError(f"{path}: no time-varying field in t0_fields/t1_fields/t2_fields")
 
@@ -312,25 +312,25 @@ def _read_header(f: h5py.File, path: Path | HubFile) -> FileHeader:
                       scalars=scalars, parameters=parameters, time=time, coords=coords)
 
 
-def read_field(f: h5py.File, spec: FieldSpec, header: FileHeader, traj: int,
+def read_field(f: h5py.File, field: FieldSpec, header: FileHeader, traj: int,
                time: slice | None = None, dataset: h5py.Dataset | None = None) -> np.ndarray:
     """Read one field for one trajectory as ``[time, *space, n_flat]`` float32 (``[*space, n_flat]`` if
     constant), broadcasting axes the file does not store. ``dataset`` skips the group lookup."""
-    ds = dataset if dataset is not None else f[spec.group][spec.name]
+    ds = dataset if dataset is not None else f[field.group][field.name]
     index: tuple = ()
-    if spec.sample_varying:
+    if field.sample_varying:
         index += (traj,)
-    if spec.time_varying:
+    if field.time_varying:
         index += (time if time is not None else slice(None),)
     data = np.asarray(ds[index] if index else ds[()], dtype=np.float32)
-    lead = data.shape[:1] if spec.time_varying else ()
-    if not all(spec.dim_varying):
-        shape = lead + tuple(s if v else 1 for s, v in zip(header.spatial_shape, spec.dim_varying, strict=True)) \
-            + data.shape[len(lead) + sum(spec.dim_varying):]
+    lead = data.shape[:1] if field.time_varying else ()
+    if not all(field.dim_varying):
+        shape = lead + tuple(s if v else 1 for s, v in zip(header.spatial_shape, field.dim_varying, strict=True)) \
+            + data.shape[len(lead) + sum(field.dim_varying):]
         full = lead + header.spatial_shape + shape[len(lead) + len(header.spatial_shape):]
         # A real copy: callers may normalise in place, which a stride-0 broadcast view cannot take.
         data = np.ascontiguousarray(np.broadcast_to(data.reshape(shape), full))
-    return data.reshape(*lead, *header.spatial_shape, len(spec.flat_names))
+    return data.reshape(*lead, *header.spatial_shape, len(field.flat_names))
 
 
 def read_trajectory(path: str | os.PathLike | HubFile, traj: int, include_constant: bool = False
@@ -339,9 +339,9 @@ def read_trajectory(path: str | os.PathLike | HubFile, traj: int, include_consta
     with open_well_file(path) as f:
         header = _read_header(f, _file_ref(path))
         out = {}
-        for spec in header.fields if include_constant else header.variable_fields:
-            data = read_field(f, spec, header, traj)
-            for i, name in enumerate(spec.flat_names):
+        for field in header.fields if include_constant else header.variable_fields:
+            data = read_field(f, field, header, traj)
+            for i, name in enumerate(field.flat_names):
                 out[name] = data[..., i]
         return out
 
@@ -351,12 +351,12 @@ def iter_field_chunks(path: DatasetLocation, split: str) -> Iterator[tuple[str, 
     for file in list_split_files(path, split):
         with open_well_file(file) as f:
             header = _read_header(f, file)
-            for spec in header.fields:
-                for traj in range(header.n_trajectories if spec.sample_varying else 1):
-                    data = read_field(f, spec, header, traj)
-                    data = data.reshape(data.shape[:-1] + (header.n_spatial_dims,) * spec.order)
-                    lead = data[None] if spec.time_varying else data[None, None]
-                    yield spec.name, lead, spec.order, spec.time_varying
+            for field in header.fields:
+                for traj in range(header.n_trajectories if field.sample_varying else 1):
+                    data = read_field(f, field, header, traj)
+                    data = data.reshape(data.shape[:-1] + (header.n_spatial_dims,) * field.order)
+                    lead = data[None] if field.time_varying else data[None, None]
+                    yield field.name, lead, field.order, field.time_varying
 
 
 def check_finite(data: np.ndarray, path: Path | HubFile, traj: int, time_start: int, time_stride: int,
@@ -715,19 +715,42 @@ def write_well_dataset(
         splits written when there is no train split).
     """
     out_dir = Path(out_dir)
-    if not dataset_name or not re.fullmatch(r"[A-Za-z0-9_.+-]+", dataset_name):
-        raise ValueError(f"dataset_name: got {dataset_name!r}, expected a non-empty name of letters, digits, _.+-")
-    if out_dir.exists() and not overwrite:
-        raise ValueError(f"out_dir {out_dir} already exists; pass overwrite=True (--overwrite) to replace it")
-    check_replaceable(out_dir)
+    _check_destination(out_dir, dataset_name, overwrite)
     unknown = [s for s in splits if s not in SPLITS]
     if unknown:
         raise ValueError(f"splits: unknown split names {unknown}, expected a subset of {list(SPLITS)}")
     if not (isinstance(dt, (int, float, np.number)) and math.isfinite(dt) and dt > 0):
         raise ValueError(f"dt: got {dt!r}, expected a positive finite number")
+    coords, boundaries = _check_grid(coords, periodic)
+    splits, orders, n_steps = _check_fields(splits, coords)  # every array, before touching the disk
+    n_traj = {split: next(iter(fields.values())).shape[0] for split, fields in splits.items()}
+    params_per_split = _normalise_parameters(simulation_parameters, splits, n_traj)
+    file_attributes = {"dataset_name": dataset_name, "grid_type": grid_type, "orders": orders, "coords": coords,
+                       "time": dt * np.arange(n_steps, dtype=np.float64), "boundaries": boundaries,
+                       "scalars": dict(scalars or {})}
+
+    with writing_dataset(out_dir) as tmp:
+        for split, fields in splits.items():
+            _write_split(tmp / "data" / split, fields, params_per_split[split], **file_attributes)
+        # The Well's statistics are over the train split, or over every split written when there is none.
+        stats_splits = [split for split in splits if split == "train" or "train" not in splits]
+        write_stats(_statistics([splits[split] for split in stats_splits], orders), tmp / "stats.yaml")
+    return out_dir
+
+
+def _check_destination(out_dir: Path, dataset_name: str, overwrite: bool) -> None:
+    if not dataset_name or not re.fullmatch(r"[A-Za-z0-9_.+-]+", dataset_name):
+        raise ValueError(f"dataset_name: got {dataset_name!r}, expected a non-empty name of letters, digits, _.+-")
+    if out_dir.exists() and not overwrite:
+        raise ValueError(f"out_dir {out_dir} already exists; pass overwrite=True (--overwrite) to replace it")
+    check_replaceable(out_dir)
+
+
+def _check_grid(coords: Mapping[str, np.ndarray], periodic: Mapping[str, bool | str]
+                ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The coordinates as 1-D float64 arrays, and each axis' Well boundary type."""
     coords = {str(k): np.asarray(v, dtype=np.float64).reshape(-1) for k, v in coords.items()}
-    n_spatial_dims = len(coords)
-    if n_spatial_dims == 0:
+    if not coords:
         raise ValueError("coords: expected one 1-D coordinate array per spatial axis, got none")
     if set(periodic) != set(coords):
         raise ValueError(f"periodic: keys {sorted(periodic)} must equal the coords axes {list(coords)}")
@@ -736,15 +759,20 @@ def write_well_dataset(
     if 0 in spatial_shape:
         raise ValueError(f"coords: spatial shape {spatial_shape} ({list(coords)}) has an empty axis; expected at "
                          "least one cell per spatial axis")
+    return coords, boundaries
 
-    # Validate every array before touching the disk.
+
+def _check_fields(splits: Mapping[str, Mapping[str, np.ndarray]], coords: Mapping[str, np.ndarray]
+                  ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, int], int]:
+    """The non-empty splits as arrays, each field's tensor order and the number of stored frames; every split must
+    hold the same fields, on the coordinates' grid, with as many frames and (within a split) trajectories."""
+    n_spatial_dims, spatial_shape = len(coords), tuple(len(c) for c in coords.values())
     splits = {s: {k: np.asarray(v) for k, v in fields.items()} for s, fields in splits.items()}
     splits = {s: fields for s, fields in splits.items() if fields and next(iter(fields.values())).shape[0] > 0}
     if not splits:
         raise ValueError("splits: no split has any trajectory; expected at least one non-empty split")
     reference_names: list[str] | None = None
     orders: dict[str, int] = {}
-    n_traj: dict[str, int] = {}
     n_steps: int | None = None
     for split, fields in splits.items():
         if reference_names is None:
@@ -772,31 +800,30 @@ def write_well_dataset(
                                  "like the other fields")
             if not np.issubdtype(array.dtype, np.number):
                 raise ValueError(f"splits[{split!r}][{name!r}]: dtype {array.dtype}, expected a numeric array")
-        n_traj[split] = next(iter(fields.values())).shape[0]
-    params_per_split = _normalise_parameters(simulation_parameters, splits, n_traj)
-    time = dt * np.arange(n_steps, dtype=np.float64)
+    return splits, orders, n_steps
 
-    with writing_dataset(out_dir) as tmp:
-        stats = StatsAccumulator()
-        stats_split = "train" if "train" in splits else None
-        for split, fields in splits.items():
-            (tmp / "data" / split).mkdir(parents=True)
-            # Group trajectories by identical parameter set: one file per set, as The Well does.
-            groups: dict[str, list[int]] = {}
-            for i, params in enumerate(params_per_split[split]):
-                groups.setdefault(repr(sorted(params.items(), key=lambda kv: kv[0])), []).append(i)
-            for indices in groups.values():
-                params = params_per_split[split][indices[0]]
-                sub = {k: v[indices] for k, v in fields.items()}
-                _write_file(tmp / "data" / split / _file_name(dataset_name, params), dataset_name=dataset_name,
-                            grid_type=grid_type, fields=sub, orders=orders, time=time, coords=coords,
-                            boundaries=boundaries, params=params, scalars=dict(scalars or {}))
-            if stats_split is None or split == stats_split:
-                for name, array in fields.items():
-                    for i in range(array.shape[0]):
-                        stats.add(name, array[i:i + 1], orders[name])
-        write_stats(stats.result(), tmp / "stats.yaml")
-    return out_dir
+
+def _write_split(folder: Path, fields: Mapping[str, np.ndarray], params_per_trajectory: Sequence[Mapping],
+                 dataset_name: str, **file_attributes) -> None:
+    """One split's files: trajectories grouped by identical parameter set, one file per set, as The Well does."""
+    folder.mkdir(parents=True)
+    groups: dict[str, list[int]] = {}
+    for i, params in enumerate(params_per_trajectory):
+        groups.setdefault(repr(sorted(params.items(), key=lambda kv: kv[0])), []).append(i)
+    for indices in groups.values():
+        params = params_per_trajectory[indices[0]]
+        _write_file(folder / _file_name(dataset_name, params), dataset_name=dataset_name,
+                    fields={k: v[indices] for k, v in fields.items()}, params=params, **file_attributes)
+
+
+def _statistics(splits: Sequence[Mapping[str, np.ndarray]], orders: Mapping[str, int]) -> dict:
+    """The Well's normalisation statistics over the trajectories of ``splits``, one trajectory at a time."""
+    stats = StatsAccumulator()
+    for fields in splits:
+        for name, array in fields.items():
+            for i in range(array.shape[0]):
+                stats.add(name, array[i:i + 1], orders[name])
+    return stats.result()
 
 
 @contextlib.contextmanager

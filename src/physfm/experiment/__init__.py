@@ -10,7 +10,8 @@ Modules: :mod:`.presets` (settings), :mod:`.data` (cached simulation), :mod:`.le
 data), :mod:`.runner` (the job graph), :mod:`.report` (tables and figures), :mod:`.cli` (the command).
 """
 
-from .cli import main, run_experiment
+from .cli import build_parser, main, run_experiment
 from .presets import CONFIGURATIONS, PRESETS, DataSpec, ExperimentPreset, get_preset
 
-__all__ = ["CONFIGURATIONS", "PRESETS", "DataSpec", "ExperimentPreset", "get_preset", "main", "run_experiment"]
+__all__ = ["CONFIGURATIONS", "PRESETS", "DataSpec", "ExperimentPreset", "build_parser", "get_preset", "main",
+           "run_experiment"]

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .._cli_parsing import Parser
 from .data import default_cache_dir
 from .presets import CONFIGURATIONS, PRESETS, SYSTEMS, ExperimentPreset, clip_frames, get_preset
 
@@ -64,90 +65,84 @@ def run_experiment(preset: str | ExperimentPreset = "tiny", out: str | os.PathLi
     from .report import collect, write_report
     from .runner import run_grid
 
-    spec = get_preset(preset) if isinstance(preset, str) else preset
-    if not isinstance(spec, ExperimentPreset):
+    if isinstance(preset, str):
+        preset = get_preset(preset)
+    if not isinstance(preset, ExperimentPreset):
         raise ValueError(f"preset: got {type(preset).__name__}, expected a preset name or an ExperimentPreset")
     if system is not None:
-        spec = spec.with_system(system)
+        preset = preset.with_system(system)
     if overrides:
-        unknown = sorted(set(overrides) - set(spec.to_dict()))
+        unknown = sorted(set(overrides) - set(preset.to_dict()))
         if unknown:
-            raise ValueError(f"run_experiment(): unknown preset fields {unknown}; valid: {sorted(spec.to_dict())}")
-        spec = spec.replace(**overrides)
-    _validate(spec)
+            raise ValueError(f"run_experiment(): unknown preset fields {unknown}; valid: {sorted(preset.to_dict())}")
+        preset = preset.replace(**overrides)
+    _validate(preset)
     out = Path(out)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    device = _resolve_device(spec.device)
+    device = _resolve_device(preset.device)
     tic = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    results = run_grid(spec, out, cache, device, progress)
-    payload = collect(spec, results, time.perf_counter() - tic, _environment(device))
+    results = run_grid(preset, out, cache, device, progress)
+    payload = collect(preset, results, time.perf_counter() - tic, _environment(device))
     write_report(payload, out)
     return payload
 
 
-def _validate(spec: ExperimentPreset) -> None:
-    unknown = [c for c in spec.configurations if c not in CONFIGURATIONS]
+def _validate(preset: ExperimentPreset) -> None:
+    unknown = [c for c in preset.configurations if c not in CONFIGURATIONS]
     if unknown:
         raise ValueError(f"--configurations: unknown {unknown}; expected some of {', '.join(CONFIGURATIONS)}")
-    if "scratch" not in spec.configurations:
+    if "scratch" not in preset.configurations:
         raise ValueError("--configurations: 'scratch' is required, every other configuration is compared to it")
     for name in ("max_steps", "tokeniser_steps", "batch_size", "tokeniser_batch_size", "workers", "n_seeds",
                  "dt_stride"):
-        if getattr(spec, name) < 1:
-            raise ValueError(f"--{name}: got {getattr(spec, name)}, expected an integer >= 1")
-    if not spec.learning_rates or min(spec.learning_rates) <= 0:
-        raise ValueError(f"--learning_rates: got {spec.learning_rates}, expected positive rates")
-    if spec.eval_steps < 1 or spec.eval_steps > spec.max_steps:
-        raise ValueError(f"--eval_steps: got {spec.eval_steps}, expected 1 ... max_steps ({spec.max_steps})")
-    _validate_protocol(spec)
+        if getattr(preset, name) < 1:
+            raise ValueError(f"--{name}: got {getattr(preset, name)}, expected an integer >= 1")
+    if not preset.learning_rates or min(preset.learning_rates) <= 0:
+        raise ValueError(f"--learning_rates: got {preset.learning_rates}, expected positive rates")
+    if preset.eval_steps < 1 or preset.eval_steps > preset.max_steps:
+        raise ValueError(f"--eval_steps: got {preset.eval_steps}, expected 1 ... max_steps ({preset.max_steps})")
+    _validate_protocol(preset)
 
 
-def _validate_protocol(spec: ExperimentPreset) -> None:
+def _validate_protocol(preset: ExperimentPreset) -> None:
     """What the protocol needs from the data, checked before minutes (or hours) of simulation."""
     import math
     import warnings
 
     from physfm.simulate import split_counts
 
-    if spec.n_steps_input < 2:
-        raise ValueError(f"dynamics n_steps_input: got {spec.n_steps_input}, expected >= 2 (linear extrapolation, "
+    if preset.n_steps_input < 2:
+        raise ValueError(f"dynamics n_steps_input: got {preset.n_steps_input}, expected >= 2 (linear extrapolation, "
                          "a reference of every table, needs two input frames)")
-    lcm = math.lcm(*spec.pretrain_temporal_compressions, spec.temporal_compression)
-    clip = clip_frames(spec)
+    lcm = math.lcm(*preset.pretrain_temporal_compressions, preset.temporal_compression)
+    clip = clip_frames(preset)
     if (clip - 1) % lcm:
-        raise ValueError(f"temporal compressions {sorted({*spec.pretrain_temporal_compressions, spec.temporal_compression})}"
+        raise ValueError(f"temporal compressions {sorted({*preset.pretrain_temporal_compressions, preset.temporal_compression})}"
                          f": the dynamics clip of {clip} frames is not 1 + k * {lcm}; choose n_steps_input so it is")
-    for name, data in (("downstream", spec.downstream), ("in_domain", spec.in_domain)):
-        span = 1 + spec.dt_stride * (clip - 1)
+    for name, data in (("downstream", preset.downstream), ("in_domain", preset.in_domain)):
+        span = 1 + preset.dt_stride * (clip - 1)
         if span > data.n_steps + 1:
-            raise ValueError(f"--dt_stride: {spec.dt_stride} makes a {clip}-frame clip span {span} stored frames, but the "
+            raise ValueError(f"--dt_stride: {preset.dt_stride} makes a {clip}-frame clip span {span} stored frames, but the "
                              f"{name} trajectories have {data.n_steps + 1}; expected dt_stride <= "
                              f"{data.n_steps // (clip - 1)}")
-    counts = split_counts(spec.downstream.n_trajectories, spec.downstream.split_fractions)
+    counts = split_counts(preset.downstream.n_trajectories, preset.downstream.split_fractions)
     if min(counts.values()) < 1:
-        raise ValueError(f"downstream data: {spec.downstream.n_trajectories} trajectories split "
-                         f"{spec.downstream.split_fractions} give {counts}; the protocol needs train, valid and test "
+        raise ValueError(f"downstream data: {preset.downstream.n_trajectories} trajectories split "
+                         f"{preset.downstream.split_fractions} give {counts}; the protocol needs train, valid and test "
                          "trajectories")
     if min(counts["valid"], counts["test"]) < 4:
         warnings.warn(f"downstream data: {counts['valid']} valid and {counts['test']} test trajectories; the protocol "
                       "asks for at least 4 of each, so read these numbers as a check of the plumbing", stacklevel=3)
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse whose usage errors are ``ValueError`` (the ``physfm`` dispatcher prints them)."""
-
-    def error(self, message: str):  # noqa: D401 - argparse hook
-        raise ValueError(f"{self.prog}: {message}")
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> Parser:
     presets = "\n".join(f"  {name:6s} {p.description}" for name, p in PRESETS.items())
-    parser = _Parser(
+    parser = Parser(
         prog="physfm experiment",
         description="Run the paper's tokeniser-pretraining x freezing experiment and write results.json, "
                     "results.md and figures (tables on the test split, mean and spread over seeds).",
-        epilog=f"presets:\n{presets}", formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+        epilog=f"presets:\n{presets}", formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="tiny", help=f"one of {', '.join(PRESETS)} (default tiny)")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--cache_dir", default=None,

@@ -29,29 +29,29 @@ def default_cache_dir() -> Path:
     return base / "physfm" / "data"
 
 
-def cache_path(spec: DataSpec, cache_dir: str | os.PathLike) -> Path:
-    """Where ``spec``'s dataset lives in ``cache_dir``."""
+def cache_path(data: DataSpec, cache_dir: str | os.PathLike) -> Path:
+    """Where the dataset ``data`` describes lives in ``cache_dir``."""
     from physfm import __version__
 
-    key = json.dumps({**spec.cache_key(), "physfm": __version__}, sort_keys=True)
+    key = json.dumps({**data.cache_key(), "physfm": __version__}, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
-    return Path(cache_dir) / f"{spec.system}-{digest}"
+    return Path(cache_dir) / f"{data.system}-{digest}"
 
 
-def simulate_cached(spec: DataSpec, cache_dir: str | os.PathLike, device: str = "cpu",
+def simulate_cached(data: DataSpec, cache_dir: str | os.PathLike, device: str = "cpu",
                     progress: bool = False) -> Path:
-    """The dataset of ``spec``: from the cache, or simulated into it."""
+    """The dataset ``data`` describes: from the cache, or simulated into it."""
     from physfm.simulate import generate
 
-    path = cache_path(spec, cache_dir)
+    path = cache_path(data, cache_dir)
     if (path / "stats.yaml").is_file():
-        logger.info("reusing %s data from %s", spec.system, path)
+        logger.info("reusing %s data from %s", data.system, path)
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        generate(spec.system, path, n_trajectories=spec.n_trajectories, resolution=spec.resolution,
-                 n_steps=spec.n_steps, seed=spec.seed, device=device, split_fractions=spec.split_fractions,
-                 progress=progress, **spec.params)
+        generate(data.system, path, n_trajectories=data.n_trajectories, resolution=data.resolution,
+                 n_steps=data.n_steps, seed=data.seed, device=device, split_fractions=data.split_fractions,
+                 progress=progress, **data.params)
     except ValueError:
         # Another experiment sharing the cache finished the same dataset first: use it.
         if not (path / "stats.yaml").is_file():

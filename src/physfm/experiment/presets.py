@@ -1,42 +1,8 @@
 """Named settings of the paper's experiment: ``micro`` (tests), ``tiny`` (a laptop), ``small`` and ``paper`` (GPUs).
 
-A preset fixes everything that decides the outcome: the data (systems, grids, trajectories, seeds), the
-tokeniser architecture and its pretraining, the dynamics architecture and its training, the learning-rate
-sweep, the seeds and the evaluation. Every configuration shares the preset's steps, architecture and sweep;
-only the tokeniser's origin and whether it is frozen differ.
-
-The protocol every preset follows (the README's "The experiment's protocol" says why):
-
-- **Initial conditions are per trajectory.** shear_flow's start is a function of its parameters in The Well,
-  so the presets set ``perturbation=1`` (see :func:`physfm.simulate.shear_flow.initial_condition`); every
-  dataset has its own seed, and the experiment measures the smallest VRMSE between a held-out trajectory and
-  any trajectory a model trained on, refusing to report below 0.1.
-- **A frame stride** (``dt_stride``) used by both stages: the tokeniser is pretrained on clips of
-  ``n_steps_input + 1`` frames at that stride, exactly what the dynamics model encodes and decodes.
-- **One learning-rate sweep for every configuration alike**, on seed 0's valid split; the other seeds reuse
-  each configuration's choice. Tables report the test split, mean and spread over ``n_seeds`` seeds (each seed
-  draws new data and new initial weights).
-- **Controls:** persistence and linear extrapolation, a compute-matched scratch run, and a same-data tokeniser
-  pretrained on the downstream train split only.
-
-``tiny`` (2 CPU cores, at most 15 minutes with data generation):
-
-- **Grid 32 x 64, shear-layer width 1.** shear_flow's domain is 1 x 2, so the spacing stays isotropic.
-  Thinner layers (The Well's widths 0.25 and 0.5) alias into grid-scale ripples at 32 cells that no model
-  can learn; Reynolds and Schmidt numbers and the layer/blob counts are still drawn from The Well's grid.
-- **Frame stride 4.** The Well stores shear_flow at 256 x 512 every 0.1 time units; at 32 x 64 a cell is 8x
-  larger, so consecutive frames differ by a fraction of a cell and copying the last frame is a near-perfect
-  forecast (persistence VRMSE 0.10 at stride 1). Stride 4 keeps the motion per frame, in cells, at half of
-  The Well's: persistence is no longer a ceiling that learning cannot pass.
-- **Compression 4 x 4 in space, 16 latent channels** (4 fields x 16 cells -> 16 numbers: 4x).
-- **The default tokeniser's shape at half its width**, pyramid cut at the one ratio the dynamics uses.
-- **16 downstream trajectories** (8 train / 4 valid / 4 test) and **40 in-domain pretraining trajectories**, a
-  corpus larger than the downstream task, as pretraining corpora are.
-- **Two input frames** and a two-layer, 64-wide transformer: one dynamics step is ~6 GFLOP for a batch of 8.
-- **The paper's formulation** (the next latent is decoded, ``field_residual=False``) in every preset.
-- **shear_flow downstream, not the paper's Euler multi-quadrants,** because 32 cells resolve it: a 500-step
-  tokeniser reconstructs shear_flow's downstream data at VRMSE 0.11 and Euler's shocks at 0.24 (measured with
-  ``--system euler_multi_quadrants``, one seed). ``paper`` runs Euler, as the paper does.
+A preset fixes everything that decides the outcome: data, both architectures and their training, the
+learning-rate sweep, the seeds and the evaluation. ``docs/experiment-presets.md`` states the protocol every
+preset follows and why ``tiny``'s settings are what they are.
 """
 
 from __future__ import annotations
@@ -103,7 +69,7 @@ def grid(system: str, side: int) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class ExperimentPreset:
-    """Settings of one run of the experiment; the module docstring says how ``tiny``'s were chosen."""
+    """Settings of one run of the experiment (``docs/experiment-presets.md`` says how ``tiny``'s were chosen)."""
 
     name: str
     description: str
@@ -170,10 +136,10 @@ class ExperimentPreset:
         if system == self.system:
             return self
         side = min(self.downstream.resolution)
-        fixed = {spec.system: spec.params for spec in (*self.cross_domain, self.downstream)}
+        fixed = {data.system: data.params for data in (*self.cross_domain, self.downstream)}
 
-        def retarget(spec: DataSpec, name: str) -> DataSpec:
-            return dataclasses.replace(spec, system=name, resolution=grid(name, side),
+        def retarget(data: DataSpec, name: str) -> DataSpec:
+            return dataclasses.replace(data, system=name, resolution=grid(name, side),
                                        params=dict(fixed.get(name, SYSTEM_PARAMS.get(name, {}))))
 
         template = self.cross_domain[0]
@@ -213,10 +179,28 @@ def _data(system: str, side: int, n_steps: int, n_downstream: int, n_in_domain: 
     }
 
 
-# The paper's dynamics predicts the next latent and decodes it. physfm's default (field_residual=True) adds the
-# decoded change to the last frame instead, which cancels the tokeniser's reconstruction error; the experiment
-# keeps the paper's formulation so that it measures what the paper measures (`--field_residual` switches).
-_PAPER_FORMULATION = {"field_residual": False}
+def _pretraining(tokeniser_config: dict[str, Any], spatial_compressions: tuple[int, ...], steps: int,
+                 learning_rate: float, batch_size: int) -> dict[str, Any]:
+    """Stage 1 of a preset: the tokeniser's architecture, the ratios it learns (one per batch) and its training."""
+    return {"tokeniser_config": tokeniser_config, "pretrain_spatial_compressions": spatial_compressions,
+            "pretrain_temporal_compressions": (1,), "tokeniser_steps": steps,
+            "tokeniser_learning_rate": learning_rate, "tokeniser_batch_size": batch_size}
+
+
+def _dynamics(n_steps_input: int, hidden_size: int, num_hidden_layers: int, num_attention_heads: int,
+              spatial_compression: int) -> dict[str, Any]:
+    """Stage 2's architecture, on 2 x 2 patches of latents ``spatial_compression`` times coarser than the data.
+
+    The paper's dynamics predicts the next latent and decodes it. physfm's default (``field_residual=True``) adds
+    the decoded change to the last frame instead, which cancels the tokeniser's reconstruction error; the
+    experiment keeps the paper's formulation so that it measures what the paper measures (``--field_residual``
+    switches).
+    """
+    return {"dynamics_config": {"field_residual": False, "n_steps_input": n_steps_input, "hidden_size": hidden_size,
+                                "num_hidden_layers": num_hidden_layers, "num_attention_heads": num_attention_heads,
+                                "patch_size": 2},
+            "spatial_compression": spatial_compression, "temporal_compression": 1}
+
 
 _SMALL_TOKENISER = {"hidden_channels": 16, "latent_channels": 16, "channel_multipliers": [1, 2, 2]}
 
@@ -232,27 +216,11 @@ PRESETS["micro"] = ExperimentPreset(
                 "Its numbers mean nothing.",
     **_data("shear_flow", 16, 8, n_downstream=6, n_in_domain=3, n_cross=3, downstream_splits=(1 / 3, 1 / 3, 1 / 3),
             params={"width": 2.0}),
-    tokeniser_config={**_SMALL_TOKENISER, "hidden_channels": 4, "latent_channels": 4},
-    pretrain_spatial_compressions=(4,),
-    pretrain_temporal_compressions=(1,),
-    tokeniser_steps=2,
-    tokeniser_learning_rate=2e-3,
-    tokeniser_batch_size=2,
-    dynamics_config={**_PAPER_FORMULATION,
-                     "n_steps_input": 2, "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
-                     "patch_size": 2},
-    spatial_compression=4,
-    temporal_compression=1,
-    dt_stride=2,
-    n_seeds=2,
-    max_steps=2,
-    eval_steps=1,
-    batch_size=2,
-    learning_rates=(1e-3, 3e-3),
-    rollout_horizons=(1, 2),
-    max_eval_samples=2,
-    max_rollout_samples=1,
-    workers=1,
+    **_pretraining({**_SMALL_TOKENISER, "hidden_channels": 4, "latent_channels": 4}, (4,), steps=2,
+                   learning_rate=2e-3, batch_size=2),
+    **_dynamics(n_steps_input=2, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, spatial_compression=4),
+    max_steps=2, eval_steps=1, batch_size=2, learning_rates=(1e-3, 3e-3), dt_stride=2, n_seeds=2,
+    rollout_horizons=(1, 2), max_eval_samples=2, max_rollout_samples=1,
 )
 
 PRESETS["tiny"] = ExperimentPreset(
@@ -260,28 +228,11 @@ PRESETS["tiny"] = ExperimentPreset(
     description="The experiment on a laptop: 2 CPU cores, 3 seeds, about 15 minutes with data generation.",
     **_data("shear_flow", 32, 40, n_downstream=16, n_in_domain=40, n_cross=4, downstream_splits=(0.5, 0.25, 0.25),
             params=_RESOLVED_SHEAR),
-    tokeniser_config=dict(_SMALL_TOKENISER),
-    pretrain_spatial_compressions=(4,),
-    pretrain_temporal_compressions=(1,),
-    tokeniser_steps=500,
-    tokeniser_learning_rate=3e-3,
-    tokeniser_batch_size=8,
-    dynamics_config={**_PAPER_FORMULATION,
-                     "n_steps_input": 2, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-                     "patch_size": 2},
-    spatial_compression=4,
-    temporal_compression=1,
-    dt_stride=4,
-    n_seeds=3,
-    max_steps=200,
-    eval_steps=50,
-    batch_size=8,
-    learning_rates=(1e-3, 3e-3),
-    rollout_horizons=(1, 2, 4, 8),
-    max_eval_samples=32,
-    max_rollout_samples=4,
-    workers=2,
-    threads_per_worker=1,
+    **_pretraining(dict(_SMALL_TOKENISER), (4,), steps=500, learning_rate=3e-3, batch_size=8),
+    **_dynamics(n_steps_input=2, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, spatial_compression=4),
+    max_steps=200, eval_steps=50, batch_size=8, learning_rates=(1e-3, 3e-3), dt_stride=4,
+    rollout_horizons=(1, 2, 4, 8), max_eval_samples=32, max_rollout_samples=4,
+    workers=2, threads_per_worker=1,
 )
 
 PRESETS["small"] = ExperimentPreset(
@@ -289,29 +240,12 @@ PRESETS["small"] = ExperimentPreset(
     description="One GPU, about 10 minutes: 64 x 128 shear flow, 3 seeds, tokenisers pretrained over ratios 2 and 4.",
     **_data("shear_flow", 64, 80, n_downstream=32, n_in_domain=64, n_cross=12,
             downstream_splits=(0.75, 0.125, 0.125), params=_RESOLVED_SHEAR),
-    tokeniser_config={"hidden_channels": 32, "latent_channels": 16, "channel_multipliers": [1, 2, 2]},
-    pretrain_spatial_compressions=(2, 4),
-    pretrain_temporal_compressions=(1,),
-    tokeniser_steps=2000,
-    tokeniser_learning_rate=2e-3,
-    tokeniser_batch_size=16,
-    dynamics_config={**_PAPER_FORMULATION,
-                     "n_steps_input": 4, "hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4,
-                     "patch_size": 2},
-    spatial_compression=4,
-    temporal_compression=1,
+    **_pretraining({"hidden_channels": 32, "latent_channels": 16, "channel_multipliers": [1, 2, 2]}, (2, 4),
+                   steps=2000, learning_rate=2e-3, batch_size=16),
+    **_dynamics(n_steps_input=4, hidden_size=128, num_hidden_layers=4, num_attention_heads=4, spatial_compression=4),
+    max_steps=1000, eval_steps=250, batch_size=16, learning_rates=(3e-4, 1e-3, 3e-3), warmup_steps=20,
     dt_stride=2,  # 64 cells on the short axis, twice tiny's 32: half tiny's stride keeps the motion per frame in cells
-    n_seeds=3,
-    max_steps=1000,
-    eval_steps=250,
-    batch_size=16,
-    learning_rates=(3e-4, 1e-3, 3e-3),
-    warmup_steps=20,
-    rollout_horizons=(1, 2, 4, 8, 16),
-    max_eval_samples=64,
-    max_rollout_samples=4,
-    workers=3,
-    threads_per_worker=2,
+    max_rollout_samples=4, workers=3, threads_per_worker=2,
 )
 
 PRESETS["paper"] = ExperimentPreset(
@@ -320,29 +254,13 @@ PRESETS["paper"] = ExperimentPreset(
                 "128 x 128 and 101 frames, 10,500 dynamics steps, 3 seeds.",
     **_data("euler_multi_quadrants", 128, 100, n_downstream=112, n_in_domain=112, n_cross=64,
             downstream_splits=(0.8, 0.1, 0.1)),
-    tokeniser_config={"hidden_channels": 64, "latent_channels": 16, "channel_multipliers": [1, 2, 4, 4, 4],
-                      "layers_per_level": [1, 2, 2, 2, 2]},
-    pretrain_spatial_compressions=(2, 4, 8, 16),
-    pretrain_temporal_compressions=(1,),
-    tokeniser_steps=20000,
-    tokeniser_learning_rate=5e-4,
-    tokeniser_batch_size=32,
-    dynamics_config={**_PAPER_FORMULATION,
-                     "n_steps_input": 4, "hidden_size": 384, "num_hidden_layers": 8, "num_attention_heads": 6,
-                     "patch_size": 2},
-    spatial_compression=8,
-    temporal_compression=1,
+    **_pretraining({"hidden_channels": 64, "latent_channels": 16, "channel_multipliers": [1, 2, 4, 4, 4],
+                    "layers_per_level": [1, 2, 2, 2, 2]}, (2, 4, 8, 16), steps=20000, learning_rate=5e-4,
+                   batch_size=32),
+    **_dynamics(n_steps_input=4, hidden_size=384, num_hidden_layers=8, num_attention_heads=6, spatial_compression=8),
+    max_steps=10500, eval_steps=1500, batch_size=32, learning_rates=(1e-4, 3e-4, 1e-3), warmup_steps=500,
     dt_stride=1,  # the paper's: The Well's own frame interval (not measured here: check persistence when run)
-    n_seeds=3,
-    max_steps=10500,
-    eval_steps=1500,
-    batch_size=32,
-    learning_rates=(1e-4, 3e-4, 1e-3),
-    warmup_steps=500,
-    rollout_horizons=(1, 2, 4, 8, 16, 32, 64),
-    max_eval_samples=256,
-    max_rollout_samples=16,
-    workers=1,
+    rollout_horizons=(1, 2, 4, 8, 16, 32, 64), max_eval_samples=256, max_rollout_samples=16,
 )
 
 

@@ -79,7 +79,7 @@ def collect(preset: ExperimentPreset, results: dict[str, Any], wall_time_s: floa
     runs = {name: _seed0_run(results[f"{name}@0"], chosen[name], name) for name in names}
     test = {name: _test_table(results, name, seeds) for name in names}
     references = {forecaster: _reference(results, forecaster, seeds) for forecaster in REFERENCES}
-    sources = {"in_domain": ["in_domain"], "cross_domain": [spec.system for spec in preset.cross_domain],
+    sources = {"in_domain": ["in_domain"], "cross_domain": [data.system for data in preset.cross_domain],
                "same_data": ["downstream"]}
     tokenisers = {key: _tokeniser(results, key, data_names, seeds) for key, data_names in sources.items()
                   if f"tokeniser:{key}@0" in results}
@@ -262,9 +262,21 @@ def _seeds(n: int) -> str:
 def markdown(payload: dict[str, Any]) -> str:
     """``results.md``: test VRMSE (mean ± std over seeds) at each checkpoint with the change against scratch,
     rollouts, compute, the sweep, the tokenisers, and seed 0's valid numbers."""
-    test, runs, settings = payload["test"], payload["runs"], payload["settings"]
-    scratch = test["scratch"]
-    steps = list(scratch["step"])
+    sections = (_setup_section, _test_section, _rollout_section, _spectral_section, _compute_section,
+                _sweep_section, _tokeniser_section, _valid_section)
+    lines = [line for section in sections for line in section(payload)]
+    lines += ["Figures: `learning_curves.png`, `rollout_horizons.png`, `compute.png`, `rollout_example.png`.", ""]
+    return "\n".join(lines)
+
+
+def _steps(payload: dict[str, Any]) -> list[int]:
+    """The checkpoints every table reports: scratch's evaluation steps."""
+    return list(payload["test"]["scratch"]["step"])
+
+
+def _setup_section(payload: dict[str, Any]) -> list[str]:
+    """The title, the data and budget, the dynamics formulation, the leakage check and the headline."""
+    settings = payload["settings"]
     n_seeds = settings["n_seeds"]
     data = payload["data"]["downstream"]
     env = payload.get("environment", {})
@@ -296,9 +308,15 @@ def markdown(payload: dict[str, Any]) -> str:
     if headline:
         lines += [f"**Mid-training (step {mid}) test VRMSE against scratch (each seed's own change, mean ± std over "
                   f"{_seeds(n_seeds)}):** " + ", ".join(headline) + ".", ""]
+    return lines
 
-    lines += [f"## Test next-frame VRMSE at each checkpoint (mean ± std over {_seeds(n_seeds)}; change of the mean "
-              "against scratch)", ""]
+
+def _test_section(payload: dict[str, Any]) -> list[str]:
+    """Test next-frame VRMSE at each checkpoint, against scratch, with the references."""
+    test, steps, n_seeds = payload["test"], _steps(payload), payload["settings"]["n_seeds"]
+    scratch = test["scratch"]
+    lines = [f"## Test next-frame VRMSE at each checkpoint (mean ± std over {_seeds(n_seeds)}; change of the mean "
+             "against scratch)", ""]
     lines += ["| configuration | " + " | ".join(f"step {s}" for s in steps) + " |", "|---|" + "---:|" * len(steps)]
     for name, entry in test.items():
         cells = []
@@ -319,10 +337,15 @@ def markdown(payload: dict[str, Any]) -> str:
             f"{_pm(ref['test_vrmse'], ref['test_vrmse_std'])} ({_fmt_pct(pct_change(ref['test_vrmse'], _at(scratch, s)))})"
             for s in steps) + " |")
     lines.append("")
+    return lines
 
+
+def _rollout_section(payload: dict[str, Any]) -> list[str]:
+    """Test rollout VRMSE by horizon."""
+    test, settings = payload["test"], payload["settings"]
     horizons = sorted({int(h) for entry in test.values() for h in entry["rollout_vrmse_mean"]})
-    lines += [f"## Rollout VRMSE on test, by horizon (frames at stride {settings['dt_stride']}; mean ± std over seeds)", "",
-              "| configuration | " + " | ".join(str(h) for h in horizons) + " |", "|---|" + "---:|" * len(horizons)]
+    lines = [f"## Rollout VRMSE on test, by horizon (frames at stride {settings['dt_stride']}; mean ± std over seeds)", "",
+             "| configuration | " + " | ".join(str(h) for h in horizons) + " |", "|---|" + "---:|" * len(horizons)]
     rows = [(LABELS[name], entry["rollout_vrmse_mean"], entry["rollout_vrmse_std"]) for name, entry in test.items()]
     rows += [(label, payload["references"][f]["test_rollout_vrmse_mean"], payload["references"][f]["test_rollout_vrmse_std"])
              for f, label in REFERENCES.items()]
@@ -330,9 +353,14 @@ def markdown(payload: dict[str, Any]) -> str:
         lines.append(f"| {label} | " + " | ".join(_pm(means.get(str(h), math.nan), stds.get(str(h), math.nan))
                                                 for h in horizons) + " |")
     lines.append("")
+    return lines
 
-    lines += [f"## Binned spectral error on test at the last checkpoint (step {steps[-1]}, seed 0)", "",
-              "| configuration | low | mid | high |", "|---|---:|---:|---:|"]
+
+def _spectral_section(payload: dict[str, Any]) -> list[str]:
+    """Seed 0's binned spectral error on test at the last checkpoint."""
+    runs, steps = payload["runs"], _steps(payload)
+    lines = [f"## Binned spectral error on test at the last checkpoint (step {steps[-1]}, seed 0)", "",
+             "| configuration | low | mid | high |", "|---|---:|---:|---:|"]
     for name, entry in runs.items():
         index = entry["step"].index(steps[-1]) if steps[-1] in entry["step"] else None  # not scored at that step
         cells = []
@@ -345,55 +373,74 @@ def markdown(payload: dict[str, Any]) -> str:
         ref = payload["references"][forecaster]["test"]
         lines.append(f"| {label} | " + " | ".join(_fmt(ref[f"spectral_mse_{band}"], 3) for band in ("low", "mid", "high")) + " |")
     lines.append("")
+    return lines
 
-    lines += ["## Compute (seed 0)", "",
-              "FLOPs are torch's FlopCounterMode count of one optimisation step (forward + backward) times the "
-              "steps run; evaluation is not counted. A pretrained tokeniser is paid once and can serve many downstream "
-              "runs; here it is charged in full to each run. The sweep column is what choosing the learning rate cost "
-              "(the runs at the other rates); every configuration has the same number of sweep runs. Simulating the pretraining data "
-              "is counted in wall seconds of one core (0 when the data came from the cache; the solvers' FFT FLOPs are not counted).", "",
-              "| configuration | pretraining steps | pretraining TFLOPs | pretraining data (s) | sweep TFLOPs | "
-              "dynamics steps | dynamics TFLOPs | total TFLOPs (sweep excluded) |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for name, entry in payload["compute"].items():
-        lines.append(f"| {LABELS[name]} | {entry['pretraining_steps']} | {_flops(entry['pretraining_flops'])} | "
-                     f"{entry['pretraining_data_generation_s']:.1f} | {_flops(entry['sweep_flops'])} | "
-                     f"{entry['dynamics_steps']} | {_flops(entry['dynamics_flops'])} | {_flops(entry['total_flops'])} |")
+
+def _compute_section(payload: dict[str, Any]) -> list[str]:
+    """Seed 0's training compute per configuration: pretraining, sweep and dynamics."""
+    lines = ["## Compute (seed 0)", "",
+             "FLOPs are torch's FlopCounterMode count of one optimisation step (forward + backward) times the "
+             "steps run; evaluation is not counted. A pretrained tokeniser is paid once and can serve many downstream "
+             "runs; here it is charged in full to each run. The sweep column is what choosing the learning rate cost "
+             "(the runs at the other rates); every configuration has the same number of sweep runs. Simulating the pretraining data "
+             "is counted in wall seconds of one core (0 when the data came from the cache; the solvers' FFT FLOPs are not counted).", "",
+             "| configuration | pretraining steps | pretraining TFLOPs | pretraining data (s) | sweep TFLOPs | "
+             "dynamics steps | dynamics TFLOPs | total TFLOPs (sweep excluded) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {LABELS[name]} | {cost['pretraining_steps']} | {_flops(cost['pretraining_flops'])} | "
+              f"{cost['pretraining_data_generation_s']:.1f} | {_flops(cost['sweep_flops'])} | "
+              f"{cost['dynamics_steps']} | {_flops(cost['dynamics_flops'])} | {_flops(cost['total_flops'])} |"
+              for name, cost in payload["compute"].items()]
     lines.append("")
+    return lines
 
+
+def _sweep_section(payload: dict[str, Any]) -> list[str]:
+    """The learning-rate sweep on seed 0's valid split, and the rates chosen."""
     sweep = payload["lr_sweep"]
     rates = [f"{lr:g}" for lr in sweep["learning_rates"]]
     edge = [LABELS[name] for name, lr in sweep["selected"].items() if name in sweep["runs"]
             and len(rates) > 1 and lr in (min(sweep["learning_rates"]), max(sweep["learning_rates"]))]
     note = (f" The choice sits at an edge of the grid for {', '.join(edge)}: a wider sweep may choose differently."
             if edge else "")
-    lines += ["## Learning-rate sweep (seed 0, final valid VRMSE)", "", f"Selected by {sweep['criterion']}.{note}", "",
-              "| configuration | " + " | ".join(f"lr {r}" for r in rates) + " | selected |",
-              "|---|" + "---:|" * (len(rates) + 1)]
+    lines = ["## Learning-rate sweep (seed 0, final valid VRMSE)", "", f"Selected by {sweep['criterion']}.{note}", "",
+             "| configuration | " + " | ".join(f"lr {r}" for r in rates) + " | selected |",
+             "|---|" + "---:|" * (len(rates) + 1)]
     for name, by_rate in sweep["runs"].items():
         lines.append(f"| {LABELS[name]} | " + " | ".join(_fmt(by_rate[r]["vrmse"][-1]) for r in rates)
                      + f" | {sweep['selected'][name]:g} |")
     lines.append("")
+    return lines
 
-    if payload["tokenisers"]:
-        lines += ["## Tokeniser pretraining", "",
-                  f"Reconstruction VRMSE on the tokeniser's own valid split (seed 0), and on the downstream valid split "
-                  f"(mean ± std over seeds: the floor under a frozen tokeniser's dynamics error; as `physfm "
-                  f"select-tokeniser` scores it, on clips at stride {settings['dt_stride']}: fields it never learnt and "
-                  "spatially constant frames, such as shear_flow's initial pressure, left out).", "",
-                  "| tokeniser | data | steps | own valid | downstream valid (fields) |", "|---|---|---:|---:|---:|"]
-        for key, entry in payload["tokenisers"].items():
-            systems = ", ".join(f"`{d['system']}`" for d in entry["data"])
-            if key == "same_data":
-                systems += " (downstream train split)"
-            fields = ", ".join((entry.get("downstream_reconstruction") or {}).get("fields", []))
-            lines.append(f"| {key.replace('_', '-')} | {systems} | {entry['steps']} | "
-                         f"{_fmt(entry['reconstruction_vrmse'].get('vrmse', math.nan), 3)} | "
-                         f"{_pm(entry['downstream_reconstruction_mean'], entry['downstream_reconstruction_std'])} ({fields}) |")
-        lines.append("")
 
-    lines += ["## Valid next-frame VRMSE at each checkpoint (seed 0, the split the choices were made on)", "",
-              "| configuration | " + " | ".join(f"step {s}" for s in steps) + " |", "|---|" + "---:|" * len(steps)]
+def _tokeniser_section(payload: dict[str, Any]) -> list[str]:
+    """The pretrained tokenisers' reconstruction on their own and on the downstream valid split."""
+    if not payload["tokenisers"]:
+        return []
+    settings = payload["settings"]
+    lines = ["## Tokeniser pretraining", "",
+             f"Reconstruction VRMSE on the tokeniser's own valid split (seed 0), and on the downstream valid split "
+             f"(mean ± std over seeds: the floor under a frozen tokeniser's dynamics error; as `physfm "
+             f"select-tokeniser` scores it, on clips at stride {settings['dt_stride']}: fields it never learnt and "
+             "spatially constant frames, such as shear_flow's initial pressure, left out).", "",
+             "| tokeniser | data | steps | own valid | downstream valid (fields) |", "|---|---|---:|---:|---:|"]
+    for key, entry in payload["tokenisers"].items():
+        systems = ", ".join(f"`{d['system']}`" for d in entry["data"])
+        if key == "same_data":
+            systems += " (downstream train split)"
+        fields = ", ".join((entry.get("downstream_reconstruction") or {}).get("fields", []))
+        lines.append(f"| {key.replace('_', '-')} | {systems} | {entry['steps']} | "
+                     f"{_fmt(entry['reconstruction_vrmse'].get('vrmse', math.nan), 3)} | "
+                     f"{_pm(entry['downstream_reconstruction_mean'], entry['downstream_reconstruction_std'])} ({fields}) |")
+    lines.append("")
+    return lines
+
+
+def _valid_section(payload: dict[str, Any]) -> list[str]:
+    """Seed 0's valid next-frame VRMSE at each checkpoint: the split the choices were made on."""
+    runs, steps = payload["runs"], _steps(payload)
+    lines = ["## Valid next-frame VRMSE at each checkpoint (seed 0, the split the choices were made on)", "",
+             "| configuration | " + " | ".join(f"step {s}" for s in steps) + " |", "|---|" + "---:|" * len(steps)]
     for name, entry in runs.items():
         lines.append(f"| {LABELS[name]} | " + " | ".join(
             _fmt(entry["vrmse"][entry["step"].index(s)]) if s in entry["step"] else "–" for s in steps) + " |")
@@ -401,8 +448,7 @@ def markdown(payload: dict[str, Any]) -> str:
         lines.append(f"| {label} | " + " | ".join(_fmt(payload["references"][forecaster]["vrmse"]) for _ in steps)
                      + " |")
     lines.append("")
-    lines += ["Figures: `learning_curves.png`, `rollout_horizons.png`, `compute.png`, `rollout_example.png`.", ""]
-    return "\n".join(lines)
+    return lines
 
 
 # -------------------------------------------------------------------------------------------- figures

@@ -74,14 +74,14 @@ def execute(kind: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     raise ValueError(f"unknown job kind {kind!r}")
 
 
-def _execute_data(spec: dict[str, Any], cache_dir: str, device: str, progress: bool = False) -> dict[str, Any]:
+def _execute_data(data: dict[str, Any], cache_dir: str, device: str, progress: bool = False) -> dict[str, Any]:
     from .presets import DataSpec
 
-    spec = DataSpec(**{**spec, "resolution": tuple(spec["resolution"]),
-                       "split_fractions": tuple(spec["split_fractions"])})
+    data = DataSpec(**{**data, "resolution": tuple(data["resolution"]),
+                       "split_fractions": tuple(data["split_fractions"])})
     tic = time.perf_counter()
-    path = simulate_cached(spec, cache_dir, device, progress)
-    return {"path": str(path), "seed": spec.seed, "system": spec.system, "wall_time_s": time.perf_counter() - tic}
+    path = simulate_cached(data, cache_dir, device, progress)
+    return {"path": str(path), "seed": data.seed, "system": data.system, "wall_time_s": time.perf_counter() - tic}
 
 
 def _execute_leakage(comparisons: list[dict[str, list]], n_frames: int, dt_stride: int) -> dict[str, Any]:
@@ -201,7 +201,7 @@ class _SeedGraph:
         self.tokenisers = {TOKENISERS[name] for name in wanted if name in TOKENISERS}
         if "scratch_compute_matched" in wanted:
             self.tokenisers.add("in_domain")
-        self.cross_names = [f"data:{spec.system}" for spec in preset.cross_domain]
+        self.cross_names = [f"data:{data.system}" for data in preset.cross_domain]
         # The same-data tokeniser trains on the downstream train split only: two-stage training without more data.
         self.tokeniser_data = {"in_domain": ["data:in_domain"], "cross_domain": self.cross_names,
                                "same_data": ["data:downstream"]}
@@ -239,12 +239,12 @@ class _SeedGraph:
 
     # ------------------------------------------------------------------------------------------- data
     def data_jobs(self) -> list[Job]:
-        specs = [("data:downstream", self.preset.downstream), ("data:in_domain", self.preset.in_domain)]
+        datasets = [("data:downstream", self.preset.downstream), ("data:in_domain", self.preset.in_domain)]
         if "cross_domain" in self.tokenisers:
-            specs += list(zip(self.cross_names, self.preset.cross_domain, strict=True))
+            datasets += list(zip(self.cross_names, self.preset.cross_domain, strict=True))
         jobs = []
-        for name, spec in specs:
-            kwargs = {"spec": dataclasses.asdict(spec.for_seed(self.seed)), "cache_dir": str(self.cache_dir),
+        for name, data in datasets:
+            kwargs = {"data": dataclasses.asdict(data.for_seed(self.seed)), "cache_dir": str(self.cache_dir),
                       "device": self.device, "progress": self.show}
             jobs.append(Job(name + self.at, "data", (), lambda results, kwargs=kwargs: kwargs))
         return jobs

@@ -1,4 +1,5 @@
-"""Layers shared by physfm's models: factorised causal space-time convolutions on channels-last tensors.
+"""Layers shared by physfm's models: factorised causal space-time convolutions on channels-last tensors, and
+the loading, saving and gradient checkpointing both models add to ``PreTrainedModel`` (:class:`PhysfmModelMixin`).
 
 Tensors inside the tokeniser keep The Well's layout, ``[batch, time, *space, channels]``. A spatial convolution
 folds time into the batch and runs ``conv2d`` (``conv3d`` in 3-D space) on a channels-last view, which is
@@ -10,10 +11,13 @@ and a single frame (``T = 1``) costs no more than a purely spatial autoencoder.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from torch import nn
 from transformers.modeling_layers import GradientCheckpointingLayer
 
@@ -442,10 +446,58 @@ def compression_schedule(spatial_compression: int, temporal_compression: int) ->
     return [(2 if i < n_time else 1, 2 if i < n_space else 1) for i in range(max(n_space, n_time))]
 
 
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+class PhysfmModelMixin:
+    """What both physfm models add to ``PreTrainedModel`` (list it first among the bases).
+
+    Gradient checkpointing: their blocks are ``GradientCheckpointingLayer`` s. Loading and saving as users expect
+    from files: weights that cannot be read are one message naming the checkpoint (safetensors names neither the
+    file nor a remedy), and saved files follow the umask like any other file (transformers writes the weights with
+    mode 0600).
+    """
+
+    supports_gradient_checkpointing = True
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, output_loading_info: bool = False, **kwargs):
+        try:
+            model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True,
+                                                  **kwargs)
+        except SafetensorError as error:
+            raise ValueError(
+                f"{pretrained_model_name_or_path}: model.safetensors is corrupt or truncated ({error}); expected a "
+                "complete safetensors file. Save or download the checkpoint again."
+            ) from None
+        missing = sorted(info.get("missing_keys") or [])
+        if missing:  # transformers would only print a table and go on with random weights
+            shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+            raise ValueError(
+                f"{pretrained_model_name_or_path}: config.json describes weights that model.safetensors lacks "
+                f"({shown}); expected a checkpoint whose config and weights were saved together. If you edited "
+                "field_names, use add_fields([...]) and save again instead."
+            )
+        return (model, info) if output_loading_info else model
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        mode = 0o666 & ~_umask()
+        for file in Path(save_directory).iterdir():
+            if file.is_file() and file.stat().st_mode & 0o777 == 0o600:
+                file.chmod(mode)
+        return result
+
+
 __all__ = [
     "ACTIVATIONS",
     "CausalResBlock",
     "FieldConv",
+    "PhysfmModelMixin",
     "SpatialConv",
     "TemporalCache",
     "TemporalConv",

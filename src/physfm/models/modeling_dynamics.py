@@ -36,9 +36,9 @@ from transformers.utils import ModelOutput
 
 from .configuration_dynamics import PhysfmDynamicsConfig
 from .configuration_tokeniser import PhysfmTokeniserConfig
-from .layers import TemporalCache
+from .layers import PhysfmModelMixin, TemporalCache
 from .loading import load_checkpoint
-from .modeling_tokeniser import PhysfmCheckpointMixin, PhysfmTokeniserModel
+from .modeling_tokeniser import PhysfmTokeniserModel
 from .non_finite import check_finite
 
 # Keys a training batch may carry that are not model inputs (see `PhysfmDynamicsModel.forward`).
@@ -176,13 +176,12 @@ class PhysfmDynamicsTransformer(nn.Module):
         return x[(slice(None), slice(None), *(slice(0, n) for n in space))]
 
 
-class PhysfmDynamicsPreTrainedModel(PhysfmCheckpointMixin, PreTrainedModel):
+class PhysfmDynamicsPreTrainedModel(PhysfmModelMixin, PreTrainedModel):
     """Weight initialisation and loading for the physfm dynamics model."""
 
     config_class = PhysfmDynamicsConfig
     base_model_prefix = "physfm_dynamics"
     main_input_name = "input_fields"
-    supports_gradient_checkpointing = True
     _no_split_modules = ["PhysfmDynamicsBlock"]
 
     @torch.no_grad()

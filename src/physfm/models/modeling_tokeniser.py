@@ -6,14 +6,11 @@ convolutions see channels-last frames (oneDNN's and cuDNN's fast path), time ker
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
@@ -24,6 +21,7 @@ from .layers import (
     ACTIVATIONS,
     CausalResBlock,
     FieldConv,
+    PhysfmModelMixin,
     SpatialConv,
     TemporalCache,
     TemporalConv,
@@ -181,54 +179,13 @@ class PhysfmTokeniserDecoder(nn.Module):
         return self.field_out(x, field_index, periodic, activation=self.activation)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-class PhysfmCheckpointMixin:
-    """Loading and saving as users expect from files: weights that cannot be read are one message naming the
-    checkpoint (safetensors names neither the file nor a remedy), and saved files follow the umask like any other
-    file (transformers writes the weights with mode 0600)."""
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *args, output_loading_info: bool = False, **kwargs):
-        try:
-            model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True,
-                                                  **kwargs)
-        except SafetensorError as error:
-            raise ValueError(
-                f"{pretrained_model_name_or_path}: model.safetensors is corrupt or truncated ({error}); expected a "
-                "complete safetensors file. Save or download the checkpoint again."
-            ) from None
-        missing = sorted(info.get("missing_keys") or [])
-        if missing:  # transformers would only print a table and go on with random weights
-            shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
-            raise ValueError(
-                f"{pretrained_model_name_or_path}: config.json describes weights that model.safetensors lacks "
-                f"({shown}); expected a checkpoint whose config and weights were saved together. If you edited "
-                "field_names, use add_fields([...]) and save again instead."
-            )
-        return (model, info) if output_loading_info else model
-
-    def save_pretrained(self, save_directory, *args, **kwargs):
-        result = super().save_pretrained(save_directory, *args, **kwargs)
-        mode = 0o666 & ~_umask()
-        for file in Path(save_directory).iterdir():
-            if file.is_file() and file.stat().st_mode & 0o777 == 0o600:
-                file.chmod(mode)
-        return result
-
-
-class PhysfmTokeniserPreTrainedModel(PhysfmCheckpointMixin, PreTrainedModel):
+class PhysfmTokeniserPreTrainedModel(PhysfmModelMixin, PreTrainedModel):
     """Holds the configuration class, weight initialisation and Auto-class plumbing of the tokeniser."""
 
     config_class = PhysfmTokeniserConfig
     config: PhysfmTokeniserConfig
     base_model_prefix = "tokeniser"
     main_input_name = "fields"
-    supports_gradient_checkpointing = True
     _no_split_modules = ["CausalResBlock"]
 
     @torch.no_grad()

@@ -87,9 +87,9 @@ def simulate_system(
     **kwargs: Any,
 ) -> dict[str, torch.Tensor]:
     """Run one batch of system ``name`` in memory: ``{field: Tensor[traj, time, *space(, d)]}``."""
-    spec = get_system(name)
-    return spec.simulate(
-        params_batch, check_resolution(spec, resolution), n_steps, device, generator, progress, **kwargs
+    system = get_system(name)
+    return system.simulate(
+        params_batch, check_resolution(system, resolution), n_steps, device, generator, progress, **kwargs
     )
 
 
@@ -101,11 +101,11 @@ def _check_positive_int(name: str, value: Any) -> int:
 
 
 
-def _file_parameters(spec: SystemSpec, params: dict[str, Any]) -> dict[str, Any]:
+def _file_parameters(system: SystemSpec, params: dict[str, Any]) -> dict[str, Any]:
     """Per-trajectory parameters stored as file attributes (The Well groups trajectories with
-    equal attributes into one file). ``spec.extra["file_parameters"]`` maps our names to The
+    equal attributes into one file). ``system.extra["file_parameters"]`` maps our names to The
     Well's attribute names; by default every numeric parameter except the IC ``seed``."""
-    mapping = spec.extra.get("file_parameters")
+    mapping = system.extra.get("file_parameters")
     if mapping is None:
         mapping = {k: k for k, v in params.items() if k != "seed" and isinstance(v, numbers.Real)}
     return {stored: params[ours] for ours, stored in mapping.items() if ours in params}
@@ -163,13 +163,13 @@ def generate(
     """
     from physfm.data import write_well_dataset  # deferred: the data package imports h5py etc.
 
-    spec = get_system(name)
+    system = get_system(name)
     n_trajectories = _check_positive_int("n_trajectories", n_trajectories)
     batch_size = _check_positive_int("batch_size", min(n_trajectories, 16) if batch_size is None else batch_size)
-    res = check_resolution(spec, resolution)
+    res = check_resolution(system, resolution)
     device = _check_device(device)
     counts = split_counts(n_trajectories, split_fractions)
-    known = {p.name: p for p in spec.parameters}
+    known = {p.name: p for p in system.parameters}
     unknown = sorted(set(params) - set(known))
     if unknown:
         raise ValueError(
@@ -190,7 +190,7 @@ def generate(
 
     generator = torch.Generator().manual_seed(int(seed))
     all_params = [
-        spec.resolve_parameters(p, params) for p in spec.sample_parameters(n_trajectories, generator)
+        system.resolve_parameters(p, params) for p in system.sample_parameters(n_trajectories, generator)
     ]
 
     chunks: list[dict[str, np.ndarray]] = []
@@ -198,7 +198,7 @@ def generate(
     for b in tqdm(range(n_batches), desc=f"simulate {name}", disable=not progress or n_batches == 1):
         batch = all_params[b * batch_size : (b + 1) * batch_size]
         batch_generator = torch.Generator().manual_seed(int(seed) * 1_000_003 + b)
-        fields = spec.simulate(batch, res, n_steps, device, batch_generator, progress)
+        fields = system.simulate(batch, res, n_steps, device, batch_generator, progress)
         chunks.append({k: v.detach().to("cpu", torch.float32).numpy() for k, v in fields.items()})
     data = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
 
@@ -207,15 +207,15 @@ def generate(
         if count == 0:
             continue
         splits[split] = {k: v[start : start + count] for k, v in data.items()}
-        sim_params[split] = [_file_parameters(spec, p) for p in all_params[start : start + count]]
+        sim_params[split] = [_file_parameters(system, p) for p in all_params[start : start + count]]
         start += count
     return write_well_dataset(
         out,
-        dataset_name=spec.name,
+        dataset_name=system.name,
         splits=splits,
-        dt=spec.dt,
-        coords=spec.coordinates(res),
-        periodic=dict(zip(spec.axis_names, spec.periodic, strict=True)),
+        dt=system.dt,
+        coords=system.coordinates(res),
+        periodic=dict(zip(system.axis_names, system.periodic, strict=True)),
         grid_type="cartesian",
         simulation_parameters=sim_params,
         overwrite=overwrite,

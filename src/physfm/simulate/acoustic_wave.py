@@ -44,7 +44,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .base import Parameter, SystemSpec, grid_mesh
+from .base import Parameter, SystemSpec, check_run, grid_mesh, trajectory_seed
 
 __all__ = [
     "SPEC",
@@ -300,19 +300,10 @@ def simulate(
     ``speed_of_sound`` ``[traj, n_steps + 1, Nx, Ny]`` and ``velocity``
     ``[traj, n_steps + 1, Nx, Ny, 2]`` at ``t = 0.01 k`` on the grid ``x_i = i / Nx``.
     """
-    n_steps = SPEC.default_n_steps if n_steps is None else int(n_steps)
-    resolution = tuple(int(n) for n in resolution)
-    if len(resolution) != 2 or min(resolution) < 4:
-        raise ValueError(f"resolution: got {resolution}, expected two axes of at least 4 points")
-    if len(params_batch) == 0:
-        raise ValueError("params_batch: got an empty list, expected one parameter dict per trajectory")
+    resolution, n_steps = check_run(SPEC, params_batch, resolution, n_steps)
     densities, pressures = [], []
     for i, params in enumerate(params_batch):
-        params = dict(params)
-        if params.get("seed") is None:
-            if generator is None:
-                raise ValueError(f"seed: trajectory {i} has no 'seed' parameter and no generator was given")
-            params["seed"] = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+        params = {**params, "seed": trajectory_seed(params, i, generator)}
         for key, low in (("background_density", 0.0), ("n_inclusions", -1), ("n_pulses", 0)):
             value = params.get(key)
             if value is not None and not (math.isfinite(float(value)) and float(value) > low):

@@ -1,8 +1,8 @@
 """Shared pieces of the offline simulators: the system description and grid helpers.
 
 Every system module (``physfm/simulate/<name>.py``) exposes ``SPEC: SystemSpec``. The registry
-``physfm.simulate.SYSTEMS`` maps names to these specs, and ``physfm.simulate.generate`` turns a
-spec into a Well-format dataset on disk.
+``physfm.simulate.SYSTEMS`` maps names to these descriptions, and ``physfm.simulate.generate`` turns
+one into a Well-format dataset on disk.
 
 Conventions shared by all simulators:
 
@@ -33,15 +33,18 @@ __all__ = [
     "parse_resolution",
     "check_resolution",
     "check_run",
+    "advance_in_substeps",
     "fourier_wavenumbers",
+    "lawson_rk4_step",
     "record_frames",
+    "trajectory_seed",
 ]
 
 
 @dataclass(frozen=True)
 class Parameter:
     """A physical parameter a user may fix from Python (``generate(name, ..., **params)``) or
-    the command line (``--name-with-dashes``). Unfixed parameters are drawn per trajectory by
+    the command line (``--name``). Unfixed parameters are drawn per trajectory by
     ``SystemSpec.sample_parameters``."""
 
     name: str
@@ -182,32 +185,45 @@ def parse_resolution(text: str | Sequence[int] | None, n_dims: int = 2) -> tuple
     return values
 
 
-def check_resolution(spec: SystemSpec, resolution: Sequence[int] | None) -> tuple[int, ...]:
-    """Validate a resolution for ``spec`` (defaults to ``spec.default_resolution``)."""
+def check_resolution(system: SystemSpec, resolution: Sequence[int] | None) -> tuple[int, ...]:
+    """Validate a resolution for ``system`` (defaults to ``system.default_resolution``)."""
     if resolution is None:
-        return tuple(spec.default_resolution)
-    res = parse_resolution(resolution, spec.n_spatial_dims)
+        return tuple(system.default_resolution)
+    res = parse_resolution(resolution, system.n_spatial_dims)
     assert res is not None
-    if any(n < spec.min_resolution for n in res):
+    if any(n < system.min_resolution for n in res):
         raise ValueError(
-            f"resolution: got {res} for {spec.name!r}, expected at least {spec.min_resolution} points per axis"
+            f"resolution: got {res} for {system.name!r}, expected at least {system.min_resolution} points per axis"
         )
     return res
 
 
-def check_run(spec: SystemSpec, params_batch, resolution: Sequence[int] | None, n_steps: int | None,
-              fourier: bool = False) -> tuple[tuple[int, ...], int]:
-    """What every simulator checks before it starts: a non-empty batch, a grid ``spec`` accepts (with an even number
-    of points per axis on a Fourier grid) and a number of stored steps; returns ``(resolution, n_steps)``."""
+def check_run(system: SystemSpec, params_batch, resolution: Sequence[int] | None, n_steps: int | None,
+              fourier: bool = False, cfl: float | None = None) -> tuple[tuple[int, ...], int]:
+    """What every simulator checks before it starts: a non-empty batch, a grid ``system`` accepts (with an even number
+    of points per axis on a Fourier grid), a number of stored steps and, for a pseudo-spectral RK4 solver, its
+    ``cfl``; returns ``(resolution, n_steps)``."""
     if len(params_batch) == 0:
         raise ValueError("params_batch: got an empty list, expected one parameter dict per trajectory")
-    res = check_resolution(spec, resolution)
+    res = check_resolution(system, resolution)
     if fourier and any(n % 2 for n in res):
         raise ValueError(f"resolution: got {res}, expected even numbers of points (Fourier grid)")
-    n_steps = spec.default_n_steps if n_steps is None else int(n_steps)
+    n_steps = system.default_n_steps if n_steps is None else int(n_steps)
     if n_steps < 0:
         raise ValueError(f"n_steps: got {n_steps}, expected a non-negative number of stored steps")
+    if cfl is not None and not (0 < cfl <= 0.9):
+        raise ValueError(f"cfl: got {cfl}, expected 0 < cfl <= 0.9 (RK4 stability limit)")
     return res, n_steps
+
+
+def trajectory_seed(params: Mapping[str, Any], index: int, generator: torch.Generator | None) -> Any:
+    """Trajectory ``index``'s ``seed`` parameter, or, when it has none, one drawn from ``generator``."""
+    seed = params.get("seed")
+    if seed is None:
+        if generator is None:
+            raise ValueError(f"seed: trajectory {index} has no 'seed' parameter and no generator was given")
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+    return seed
 
 
 def record_frames(system: str, first: dict[str, torch.Tensor], advance: Callable[[], tuple[dict, int]],
@@ -226,6 +242,33 @@ def record_frames(system: str, first: dict[str, torch.Tensor], advance: Callable
             bar.set_postfix(substeps=n_sub)
             bar.update()
     return {name: torch.stack([frame[name] for frame in frames], dim=1).to(dtype) for name in first}
+
+
+def lawson_rk4_step(linear: torch.Tensor, nonlinear: Callable[[torch.Tensor], torch.Tensor], state: torch.Tensor,
+                    dt: torch.Tensor) -> torch.Tensor:
+    """One Lawson (integrating-factor) RK4 step of ``d state / dt = linear * state + nonlinear(state)``: the stiff
+    linear part (viscosity, diffusivity) exactly, the rest by classic RK4. ``dt`` is per trajectory ``[B]``; a zero
+    dt is an exact no-op, which lets trajectories with fewer substeps idle inside a batch."""
+    dt = dt.reshape(-1, *[1] * (state.ndim - 1))
+    e_half = torch.exp(linear * (dt / 2))
+    e_full = e_half * e_half
+    a = nonlinear(state)
+    b = nonlinear(e_half * (state + dt / 2 * a))
+    c = nonlinear(e_half * state + dt / 2 * b)
+    d = nonlinear(e_full * state + dt * e_half * c)
+    return e_full * state + dt / 6 * (e_full * a + 2 * e_half * (b + c) + d)
+
+
+def advance_in_substeps(step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], state: torch.Tensor,
+                        stable_dt: torch.Tensor, duration: float) -> tuple[torch.Tensor, int]:
+    """Advance every trajectory exactly ``duration`` in equal substeps ``step(state, dt)`` of at most its own
+    ``stable_dt`` ``[B]``; returns the state and the most substeps any trajectory took."""
+    n_sub = torch.ceil(duration / stable_dt).to(torch.long).clamp_min(1)
+    dt = duration / n_sub.to(torch.float64)
+    n_max = int(n_sub.max())
+    for i in range(n_max):
+        state = step(state, torch.where(n_sub > i, dt, torch.zeros_like(dt)))
+    return state, n_max
 
 
 def fourier_wavenumbers(

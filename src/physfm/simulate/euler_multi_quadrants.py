@@ -55,7 +55,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .base import Parameter, SystemSpec, grid_coordinates
+from .base import Parameter, SystemSpec, check_run, grid_coordinates, trajectory_seed
 
 __all__ = [
     "GAMMAS",
@@ -427,33 +427,33 @@ def sample_parameters(n: int, generator: torch.Generator) -> list[dict[str, Any]
     return [{"gamma": GAMMAS[int(c)], "seed": int(s)} for c, s in zip(choice, seeds, strict=True)]
 
 
-def _simulate(
+def simulate(
     params_batch: Sequence[dict[str, Any]],
     resolution: Sequence[int],
-    n_steps: int,
-    device: torch.device | str,
-    generator: torch.Generator | None,
-    progress: bool,
-    periodic: tuple[bool, bool],
-    cfl: float,
-    limiter: str,
+    n_steps: int | None = None,
+    device: torch.device | str = "cpu",
+    generator: torch.Generator | None = None,
+    progress: bool = True,
+    cfl: float = 0.4,
+    limiter: str = "mc",
+    *,
+    periodic: tuple[bool, bool] = (True, True),
 ) -> dict[str, torch.Tensor]:
-    n_steps = SPEC.default_n_steps if n_steps is None else int(n_steps)
-    resolution = tuple(int(n) for n in resolution)
-    if len(resolution) != 2 or min(resolution) < 4:
-        raise ValueError(f"resolution: got {resolution}, expected two axes of at least 4 cells")
-    if len(params_batch) == 0:
-        raise ValueError("params_batch: got an empty list, expected one parameter dict per trajectory")
+    """Simulate a batch with periodic boundaries (The Well's ``periodicBC`` variant; ``periodic=(False, False)``:
+    zero-gradient outflow, :func:`simulate_open`).
+
+    Each parameter dict holds ``gamma`` and ``seed`` (the seed of the initial quadrants).
+    ``n_steps=None`` means :data:`SPEC`'s default; ``cfl`` and ``limiter`` go to
+    :func:`solve_euler`. Returns float32 ``energy``, ``density``, ``pressure`` ``[traj, n_steps + 1, Nx, Ny]`` and
+    ``momentum`` ``[traj, n_steps + 1, Nx, Ny, 2]`` at ``t = 0.015 k``.
+    """
+    resolution, n_steps = check_run(SPEC, params_batch, resolution, n_steps)
     gammas, states = [], []
     for i, params in enumerate(params_batch):
         gamma = float(params.get("gamma", 1.4))
         if not (math.isfinite(gamma) and gamma > 1):
             raise ValueError(f"gamma: got {gamma} for trajectory {i}, expected a finite value > 1")
-        seed = params.get("seed")
-        if seed is None:
-            if generator is None:
-                raise ValueError(f"seed: trajectory {i} has no 'seed' parameter and no generator was given")
-            seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+        seed = trajectory_seed(params, i, generator)
         gammas.append(gamma)
         states.append(quadrant_initial_state(int(seed), resolution))
     device = torch.device(device)
@@ -476,42 +476,10 @@ def _simulate(
     }
 
 
-def simulate(
-    params_batch: Sequence[dict[str, Any]],
-    resolution: Sequence[int],
-    n_steps: int | None = None,
-    device: torch.device | str = "cpu",
-    generator: torch.Generator | None = None,
-    progress: bool = True,
-    cfl: float = 0.4,
-    limiter: str = "mc",
-) -> dict[str, torch.Tensor]:
-    """Simulate a batch with periodic boundaries (The Well's ``periodicBC`` variant).
-
-    Each parameter dict holds ``gamma`` and ``seed`` (the seed of the initial quadrants).
-    ``n_steps=None`` means :data:`SPEC`'s default; ``cfl`` and ``limiter`` go to
-    :func:`solve_euler`. Returns float32 ``energy``, ``density``, ``pressure`` ``[traj, n_steps + 1, Nx, Ny]`` and
-    ``momentum`` ``[traj, n_steps + 1, Nx, Ny, 2]`` at ``t = 0.015 k``.
-    """
-    return _simulate(
-        params_batch, resolution, n_steps, device, generator, progress, (True, True), cfl, limiter
-    )
-
-
-def simulate_open(
-    params_batch: Sequence[dict[str, Any]],
-    resolution: Sequence[int],
-    n_steps: int | None = None,
-    device: torch.device | str = "cpu",
-    generator: torch.Generator | None = None,
-    progress: bool = True,
-    cfl: float = 0.4,
-    limiter: str = "mc",
-) -> dict[str, torch.Tensor]:
+def simulate_open(params_batch: Sequence[dict[str, Any]], resolution: Sequence[int], *args, **kwargs
+                  ) -> dict[str, torch.Tensor]:
     """As :func:`simulate`, with zero-gradient outflow boundaries (The Well's ``openBC``)."""
-    return _simulate(
-        params_batch, resolution, n_steps, device, generator, progress, (False, False), cfl, limiter
-    )
+    return simulate(params_batch, resolution, *args, periodic=(False, False), **kwargs)
 
 
 _COMMON = dict(

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .base import Parameter, SystemSpec, check_run, fourier_wavenumbers, grid_coordinates
+from .base import Parameter, SystemSpec, check_run, fourier_wavenumbers, grid_coordinates, trajectory_seed
 
 __all__ = [
     "PATTERNS",
@@ -271,11 +271,7 @@ def simulate(
     rates, ics = [], []
     for i, p in enumerate(params_batch):
         f, k = _rates(p)
-        seed = p.get("seed")
-        if seed is None:
-            if generator is None:
-                raise ValueError(f"seed: trajectory {i} has no 'seed' parameter and no generator was given")
-            seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+        seed = trajectory_seed(p, i, generator)
         ics.append(initial_condition(p.get("initial_condition", "gaussians"), f, k, res, seed, device))
         rates.append((f, k))
     fk = torch.tensor(rates, dtype=torch.float64, device=device)

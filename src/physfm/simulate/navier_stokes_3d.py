@@ -74,7 +74,16 @@ from typing import Any
 
 import torch
 
-from .base import Parameter, SystemSpec, check_run, grid_mesh, record_frames
+from .base import (
+    Parameter,
+    SystemSpec,
+    advance_in_substeps,
+    check_run,
+    grid_mesh,
+    lawson_rk4_step,
+    record_frames,
+    trajectory_seed,
+)
 
 __all__ = [
     "SPEC",
@@ -359,25 +368,12 @@ class NavierStokes3DSolver:
         return torch.clamp(self.cfl / rate.clamp_min(1e-12), max=self.max_dt)
 
     def step(self, state: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
-        """One Lawson (integrating-factor) RK4 step; ``dt`` is per trajectory [B]. A zero dt is an
-        exact no-op, which lets trajectories with fewer substeps idle inside a batch."""
-        dt = dt[:, None, None, None, None]
-        e_half = torch.exp(self.linear * (dt / 2))
-        e_full = e_half * e_half
-        a = self.nonlinear(state)
-        b = self.nonlinear(e_half * (state + dt / 2 * a))
-        c = self.nonlinear(e_half * state + dt / 2 * b)
-        d = self.nonlinear(e_full * state + dt * e_half * c)
-        return e_full * state + dt / 6 * (e_full * a + 2 * e_half * (b + c) + d)
+        """One Lawson RK4 step (:func:`~physfm.simulate.base.lawson_rk4_step`); ``dt`` is per trajectory [B]."""
+        return lawson_rk4_step(self.linear, self.nonlinear, state, dt)
 
     def advance(self, state: torch.Tensor, duration: float) -> tuple[torch.Tensor, int]:
         """Advance exactly ``duration`` with per-trajectory CFL substeps; returns (state, steps)."""
-        n_sub = torch.ceil(duration / self.max_stable_dt(state)).to(torch.long).clamp_min(1)
-        dt = duration / n_sub.to(torch.float64)
-        n_max = int(n_sub.max())
-        for i in range(n_max):
-            state = self.step(state, torch.where(n_sub > i, dt, torch.zeros_like(dt)))
-        return state, n_max
+        return advance_in_substeps(self.step, state, self.max_stable_dt(state), duration)
 
 
 def _validate(params: dict[str, Any], index: int) -> None:
@@ -418,9 +414,7 @@ def simulate(
     ``pressure`` ``[B, T, Nx, Ny, Nz]`` and ``velocity`` ``[B, T, Nx, Ny, Nz, 3]`` with
     ``T = n_steps + 1`` frames at ``t = 0.1 k``.
     """
-    res, n_steps = check_run(SPEC, params_batch, resolution, n_steps, fourier=True)
-    if not (0 < cfl <= 0.9):
-        raise ValueError(f"cfl: got {cfl}, expected 0 < cfl <= 0.9 (RK4 stability limit)")
+    res, n_steps = check_run(SPEC, params_batch, resolution, n_steps, fourier=True, cfl=cfl)
     device = torch.device(device)
     for i, p in enumerate(params_batch):
         _validate(p, i)
@@ -439,11 +433,7 @@ def simulate(
             u = torch.stack(taylor_green_velocity(x, y, z))
             states.append(solver.state_from_grid(u[None], (0.5 * (1 + torch.sin(x)))[None]))
             continue
-        seed = p.get("seed")
-        if seed is None:
-            if generator is None:
-                raise ValueError(f"seed: trajectory {i} has no 'seed' parameter and no generator was given")
-            seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+        seed = trajectory_seed(p, i, generator)
         uc, sc, m = turbulence_coefficients(float(p.get("k0", 2.0)), int(seed))
         states.append(solver.state_from_coefficients(uc[None], sc[None], m))
     state = torch.cat(states)

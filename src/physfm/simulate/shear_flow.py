@@ -44,7 +44,16 @@ from typing import Any
 
 import torch
 
-from .base import Parameter, SystemSpec, check_run, fourier_wavenumbers, grid_mesh, record_frames
+from .base import (
+    Parameter,
+    SystemSpec,
+    advance_in_substeps,
+    check_run,
+    fourier_wavenumbers,
+    grid_mesh,
+    lawson_rk4_step,
+    record_frames,
+)
 
 __all__ = [
     "SPEC",
@@ -226,10 +235,10 @@ class ShearFlowSolver:
         sp = self.sp
         wh, sh = state[:, 0], state[:, 1]
         uxh, uyh = self.velocity_coefficients(wh, mean)
-        spec = torch.stack(
+        spectra = torch.stack(
             [uxh, uyh, 1j * sp.kx * wh, 1j * sp.ky * wh, 1j * sp.kx * sh, 1j * sp.ky * sh], dim=1
         )
-        ux, uy, wx, wy, sx, sy = sp.padded_inverse(spec).unbind(1)
+        ux, uy, wx, wy, sx, sy = sp.padded_inverse(spectra).unbind(1)
         adv = torch.stack([ux * wx + uy * wy, ux * sx + uy * sy], dim=1)
         return -sp.padded_forward(adv)
 
@@ -241,25 +250,13 @@ class ShearFlowSolver:
         return torch.clamp(self.cfl / rate.clamp_min(1e-12), max=self.max_dt)
 
     def step(self, state: torch.Tensor, mean: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
-        """One Lawson (integrating-factor) RK4 step; ``dt`` is per trajectory [B]. A zero dt is an
-        exact no-op, which lets trajectories with fewer substeps idle inside a batch."""
-        dt = dt[:, None, None, None]
-        e_half = torch.exp(self.linear * (dt / 2))
-        e_full = e_half * e_half
-        a = self.nonlinear(state, mean)
-        b = self.nonlinear(e_half * (state + dt / 2 * a), mean)
-        c = self.nonlinear(e_half * state + dt / 2 * b, mean)
-        d = self.nonlinear(e_full * state + dt * e_half * c, mean)
-        return e_full * state + dt / 6 * (e_full * a + 2 * e_half * (b + c) + d)
+        """One Lawson RK4 step (:func:`~physfm.simulate.base.lawson_rk4_step`); ``dt`` is per trajectory [B]."""
+        return lawson_rk4_step(self.linear, lambda s: self.nonlinear(s, mean), state, dt)
 
     def advance(self, state: torch.Tensor, mean: torch.Tensor, duration: float) -> tuple[torch.Tensor, int]:
         """Advance exactly ``duration`` with per-trajectory CFL substeps; returns (state, steps)."""
-        n_sub = torch.ceil(duration / self.max_stable_dt(state, mean)).to(torch.long).clamp_min(1)
-        dt = duration / n_sub.to(torch.float64)
-        n_max = int(n_sub.max())
-        for i in range(n_max):
-            state = self.step(state, mean, torch.where(n_sub > i, dt, torch.zeros_like(dt)))
-        return state, n_max
+        return advance_in_substeps(lambda s, dt: self.step(s, mean, dt), state, self.max_stable_dt(state, mean),
+                                   duration)
 
 
 def _as_float64(values: Sequence[float], device: torch.device) -> torch.Tensor:
@@ -298,9 +295,7 @@ def simulate(
     simulator signature).
     """
     del generator
-    res, n_steps = check_run(SPEC, params_batch, resolution, n_steps, fourier=True)
-    if not (0 < cfl <= 0.9):
-        raise ValueError(f"cfl: got {cfl}, expected 0 < cfl <= 0.9 (RK4 stability limit)")
+    res, n_steps = check_run(SPEC, params_batch, resolution, n_steps, fourier=True, cfl=cfl)
     device = torch.device(device)
     for p in params_batch:
         _validate(p)

@@ -1,6 +1,7 @@
 """Command-line and in-process arguments for ``physfm train``.
 
-Three dataclasses, parsed together by :class:`transformers.HfArgumentParser`:
+Three dataclasses, parsed together by physfm's :class:`~physfm._cli_parsing.Parser` (a
+:class:`transformers.HfArgumentParser`):
 
 - :class:`DataArguments`: which datasets, how they are windowed;
 - :class:`ModelArguments`: which tokeniser, which compression ratios, model size;
@@ -13,6 +14,7 @@ keeps the last value it sees.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
@@ -20,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from transformers import HfArgumentParser
+from .._cli_parsing import Parser
 
 STAGES = ("tokeniser", "dynamics")
 REPORT_TO = ("none", "tensorboard", "trackio", "wandb")
@@ -137,21 +139,11 @@ class TrainingArguments:
 ARGUMENT_CLASSES = (DataArguments, ModelArguments, TrainingArguments)
 
 
-class _Parser(HfArgumentParser):
-    """HfArgumentParser whose errors are ``ValueError`` rather than ``SystemExit(2)``.
-
-    ``physfm train`` and the in-process API report every user error the same way.
-    """
-
-    def error(self, message: str):  # noqa: D401 - argparse hook
-        raise ValueError(f"{self.prog}: {message}")
-
-
-def build_parser(prog: str = "physfm train") -> HfArgumentParser:
-    # allow_abbrev=False: a misspelt "--max_step" must be an error, not silently "--max_steps".
+def build_parser(prog: str = "physfm train") -> Parser:
     description = ("Train a physfm tokeniser (--stage tokeniser) or dynamics model (--stage dynamics). A YAML/JSON "
                    "config file may come first; flags after it override it.")
-    parser = _Parser(ARGUMENT_CLASSES, prog=prog, description=description, allow_abbrev=False)
+    parser = Parser(ARGUMENT_CLASSES, prog=prog, description=description,
+                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.usage = f"{prog} [CONFIG.yaml|CONFIG.json] [--flag value ...]"
     return parser
 
@@ -212,7 +204,7 @@ def parse_args(argv: list[str] | None) -> tuple[DataArguments, ModelArguments, T
         args=argv, return_remaining_strings=True, look_for_args_file=False
     )
     if remaining:
-        raise ValueError(f"physfm train: unrecognised arguments {remaining}; see `physfm train --help`")
+        parser.reject(remaining)
     validate(data_args, model_args, training_args)
     return data_args, model_args, training_args
 
@@ -287,18 +279,18 @@ def validate(data_args: DataArguments, model_args: ModelArguments, training_args
 
 def model_config_overrides(model_args: ModelArguments) -> dict[str, Any]:
     """``--model_config`` as a dict: a JSON file path or an inline JSON object (empty when unset)."""
-    spec = model_args.model_config
-    if not spec:
+    given = model_args.model_config
+    if not given:
         return {}
-    text = spec
-    if not spec.lstrip().startswith("{"):
-        if not Path(spec).is_file():
-            raise FileNotFoundError(f"--model_config: {spec!r} is neither a JSON object nor an existing file")
-        text = Path(spec).read_text()
+    text = given
+    if not given.lstrip().startswith("{"):
+        if not Path(given).is_file():
+            raise FileNotFoundError(f"--model_config: {given!r} is neither a JSON object nor an existing file")
+        text = Path(given).read_text()
     try:
         overrides = json.loads(text)
     except json.JSONDecodeError as error:
-        raise ValueError(f"--model_config: {spec!r} is not valid JSON ({error})") from None
+        raise ValueError(f"--model_config: {given!r} is not valid JSON ({error})") from None
     if not isinstance(overrides, dict):
         raise ValueError(f"--model_config: expected a JSON object, got {type(overrides).__name__}")
     return overrides

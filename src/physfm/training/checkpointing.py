@@ -46,21 +46,21 @@ def latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
     return checkpoints[-1][1] if checkpoints else None
 
 
-def resolve_checkpoint(spec: str | None, output_dir: str | os.PathLike) -> Path | None:
+def resolve_checkpoint(reference: str | None, output_dir: str | os.PathLike) -> Path | None:
     """``--resume_from_checkpoint``: a directory, ``"latest"`` (None when there is none yet), or None."""
-    if not spec:
+    if not reference:
         return None
-    if spec == "latest":
+    if reference == "latest":
         return latest_checkpoint(output_dir)
-    path = Path(spec)
+    path = Path(reference)
     if not path.is_dir():
         raise FileNotFoundError(
-            f"--resume_from_checkpoint: {spec!r} is not a directory; expected a checkpoint-<step> "
+            f"--resume_from_checkpoint: {reference!r} is not a directory; expected a checkpoint-<step> "
             f"directory or 'latest'"
         )
     if not (path / STATE_NAME).is_file():
         raise FileNotFoundError(
-            f"--resume_from_checkpoint: {spec!r} has no {STATE_NAME}; it is not a complete physfm checkpoint"
+            f"--resume_from_checkpoint: {reference!r} has no {STATE_NAME}; it is not a complete physfm checkpoint"
         )
     return path
 

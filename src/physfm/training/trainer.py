@@ -238,9 +238,18 @@ def _warn_schedule_changes(previous_args: Path, args: TrainingArguments, checkpo
 
 
 class _Run:
+    """One training run, from an empty (or resumable) ``output_dir`` to the final model and ``metrics.json``.
+
+    :meth:`run` sets up (:meth:`_run`: accelerator, task, optimiser, checkpoint to resume), trains
+    (:meth:`_loop`: per optimisation step :meth:`_step`, then logging, evaluation and checkpoints on their
+    schedules) and writes the outputs (:meth:`_finish`). A run that fails before writing anything but its
+    arguments removes the folder it created.
+    """
+
     def __init__(self, data_args: DataArguments, model_args: ModelArguments, training_args: TrainingArguments):
         self.data_args, self.model_args, self.args = data_args, model_args, training_args
         self.output_dir = Path(training_args.output_dir)
+        self.last_checkpoint: str | None = None  # what a diverged run can be resumed from
 
     # ------------------------------------------------------------------------------------------ set-up
     def _resume_point(self) -> Path | None:
@@ -355,91 +364,107 @@ class _Run:
     # ------------------------------------------------------------------------------------------- loop
     def _loop(self, task, model, optimizer, scheduler, trainable, state, checkpoint, flops_per_step: float):
         args, accelerator = self.args, self.accelerator
-        world, rank = accelerator.num_processes, accelerator.process_index
-        accum = args.gradient_accumulation_steps
         start_step = state["step"]
-        plan = GlobalBatchPlan([len(d) for d in task.train_datasets], state["global_batch_size"], args.seed)
+        batches = self._batches(task, state["global_batch_size"], start_step)
+        self.last_checkpoint = str(checkpoint) if checkpoint is not None else None
+        with tqdm(total=args.max_steps, initial=start_step, desc=f"train {args.stage}",
+                  disable=args.disable_tqdm or not accelerator.is_local_main_process, dynamic_ncols=True) as progress:
+            for step in range(start_step, args.max_steps):
+                tic = time.perf_counter()
+                value = self._step(task, model, trainable, batches, step)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+
+                done = step + 1
+                state["step"] = done
+                state["samples_seen"] += state["global_batch_size"]
+                state["total_flops"] += flops_per_step
+                state["train_time_s"] += time.perf_counter() - tic
+                progress.update(1)
+                if done % max(args.logging_steps, 1) == 0 or done in (1, args.max_steps):
+                    self._log_loss(state, value, float(scheduler.get_last_lr()[0]), progress)
+                if (args.eval_steps > 0 and done % args.eval_steps == 0) or done == args.max_steps:
+                    self._evaluate(task, model, state, progress)
+                if (args.save_steps > 0 and done % args.save_steps == 0) or done == args.max_steps:
+                    unwrapped = accelerator.unwrap_model(model)
+                    self.last_checkpoint = str(save_checkpoint(accelerator, self.output_dir, done, state,
+                                                               model_config=unwrapped.config,
+                                                               save_total_limit=args.save_total_limit,
+                                                               processor=task.processor))
+        return self._finish(task, model, state, self.last_checkpoint, flops_per_step)
+
+    def _batches(self, task, global_batch_size: int, start_step: int):
+        """This rank's micro-batches from ``start_step`` on: a pure function of ``(seed, step)``."""
+        args, accelerator = self.args, self.accelerator
+        plan = GlobalBatchPlan([len(d) for d in task.train_datasets], global_batch_size, args.seed)
         sampler = _MicroBatchSampler(plan=plan, start_step=start_step, max_steps=args.max_steps,
                                      per_device_batch_size=args.per_device_train_batch_size,
-                                     accumulation_steps=accum, rank=rank, world_size=world)
+                                     accumulation_steps=args.gradient_accumulation_steps,
+                                     rank=accelerator.process_index, world_size=accelerator.num_processes)
         loader = DataLoader(_WindowPairs(task.train_datasets), batch_sampler=sampler, collate_fn=_collate,
                             num_workers=self.data_args.dataloader_num_workers,
                             # Its own generator: creating the iterator must not draw from the global RNG,
                             # which a resumed run has just restored (dropout would shift by one draw).
                             generator=torch.Generator().manual_seed(args.seed))
-        batches = iter(loader)
-        last_checkpoint = str(checkpoint) if checkpoint is not None else None
-        progress = tqdm(total=args.max_steps, initial=start_step, desc=f"train {args.stage}",
-                        disable=args.disable_tqdm or not accelerator.is_local_main_process, dynamic_ncols=True)
-        device = accelerator.device
-        for step in range(start_step, args.max_steps):
-            tic = time.perf_counter()
-            model.train()
-            step_loss = torch.zeros((), device=device)
-            for micro in range(accum):
-                batch = next(batches)
-                batch["input_fields"] = batch["input_fields"].to(device, non_blocking=True)
-                batch["output_fields"] = batch["output_fields"].to(device, non_blocking=True)
-                # Only the last micro-batch all-reduces gradients.
-                sync = contextlib.nullcontext() if micro == accum - 1 else accelerator.no_sync(model)
-                # The data was checked finite on load and the loss is checked below: the models' own NaN check,
-                # a device synchronisation per forward, is skipped.
-                with sync, finite_checks(False):
-                    with accelerator.autocast():
-                        loss = task.loss(model, batch, step)
-                    accelerator.backward(task.objective(loss) / accum)
-                step_loss += loss.detach().float() / accum
-            if world > 1:
-                step_loss = accelerator.reduce(step_loss, reduction="mean")
-            value = float(step_loss)
-            done = step + 1
-            if not math.isfinite(value):
-                progress.close()
-                raise self._diverged(done, last_checkpoint, f"the training loss is {value}")
-            if args.max_grad_norm and args.max_grad_norm > 0:
-                grad_norm = float(accelerator.clip_grad_norm_(trainable, args.max_grad_norm))
-                if not math.isfinite(grad_norm):
-                    progress.close()
-                    raise self._diverged(done, last_checkpoint, f"the gradient norm is {grad_norm}")
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+        return iter(loader)
 
-            state["step"] = done
-            state["samples_seen"] += state["global_batch_size"]
-            state["total_flops"] += flops_per_step
-            state["train_time_s"] += time.perf_counter() - tic
-            progress.update(1)
-            if done % max(args.logging_steps, 1) == 0 or done in (1, args.max_steps):
-                entry = {"step": done, "loss": value, "lr": float(scheduler.get_last_lr()[0])}
-                state["train_log"].append(entry)
-                progress.set_postfix(loss=f"{value:.4g}")
-                if args.report_to != "none":
-                    accelerator.log({"train/loss": value, "train/lr": entry["lr"]}, step=done)
-            if (args.eval_steps > 0 and done % args.eval_steps == 0) or done == args.max_steps:
-                metrics = task.evaluate(accelerator.unwrap_model(model), accelerator, args, self.data_args)
-                state["eval_log"].append({"step": done, **metrics})
-                if args.report_to != "none":
-                    accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=done)
-                if accelerator.is_main_process:
-                    # The CSV is cheap and always current; the PNG is drawn once, at the end.
-                    write_learning_curve(self.output_dir, state["train_log"], state["eval_log"], plot=False)
-                    logger.info("step %d: valid vrmse %.4g", done, metrics["vrmse"])
-                    if not progress.disable:
-                        progress.write(f"step {done}: valid vrmse {metrics['vrmse']:.4g}")
-            if (args.save_steps > 0 and done % args.save_steps == 0) or done == args.max_steps:
-                unwrapped = accelerator.unwrap_model(model)
-                last_checkpoint = str(save_checkpoint(accelerator, self.output_dir, done, state,
-                                                      model_config=unwrapped.config,
-                                                      save_total_limit=args.save_total_limit,
-                                                      processor=task.processor))
-        progress.close()
-        return self._finish(task, model, state, last_checkpoint, flops_per_step)
+    def _step(self, task, model, trainable, batches, step: int) -> float:
+        """Forward and backward over one step's micro-batches, then gradient clipping; returns the step's loss
+        (mean over ranks). Raises :class:`NonFiniteLossError` before the update when anything is not finite."""
+        args, accelerator = self.args, self.accelerator
+        device, accum = accelerator.device, args.gradient_accumulation_steps
+        model.train()
+        step_loss = torch.zeros((), device=device)
+        for micro in range(accum):
+            batch = next(batches)
+            batch["input_fields"] = batch["input_fields"].to(device, non_blocking=True)
+            batch["output_fields"] = batch["output_fields"].to(device, non_blocking=True)
+            # Only the last micro-batch all-reduces gradients.
+            sync = contextlib.nullcontext() if micro == accum - 1 else accelerator.no_sync(model)
+            # The data was checked finite on load and the loss is checked below: the models' own NaN check, a
+            # device synchronisation per forward, is skipped.
+            with sync, finite_checks(False):
+                with accelerator.autocast():
+                    loss = task.loss(model, batch, step)
+                accelerator.backward(task.objective(loss) / accum)
+            step_loss += loss.detach().float() / accum
+        if accelerator.num_processes > 1:
+            step_loss = accelerator.reduce(step_loss, reduction="mean")
+        value = float(step_loss)
+        if not math.isfinite(value):
+            raise self._diverged(step + 1, f"the training loss is {value}")
+        if args.max_grad_norm and args.max_grad_norm > 0:
+            grad_norm = float(accelerator.clip_grad_norm_(trainable, args.max_grad_norm))
+            if not math.isfinite(grad_norm):
+                raise self._diverged(step + 1, f"the gradient norm is {grad_norm}")
+        return value
 
-    def _diverged(self, step: int, last_checkpoint: str | None, what: str) -> NonFiniteLossError:
+    def _log_loss(self, state, loss: float, lr: float, progress) -> None:
+        entry = {"step": state["step"], "loss": loss, "lr": lr}
+        state["train_log"].append(entry)
+        progress.set_postfix(loss=f"{loss:.4g}")
+        if self.args.report_to != "none":
+            self.accelerator.log({"train/loss": loss, "train/lr": lr}, step=state["step"])
+
+    def _evaluate(self, task, model, state, progress) -> None:
+        """Score valid (and test, when asked) now; keep the learning-curve CSV current."""
+        args, accelerator, done = self.args, self.accelerator, state["step"]
+        metrics = task.evaluate(accelerator.unwrap_model(model), accelerator, args, self.data_args)
+        state["eval_log"].append({"step": done, **metrics})
+        if args.report_to != "none":
+            accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=done)
+        if accelerator.is_main_process:
+            # The CSV is cheap and always current; the PNG is drawn once, at the end.
+            write_learning_curve(self.output_dir, state["train_log"], state["eval_log"], plot=False)
+            logger.info("step %d: valid vrmse %.4g", done, metrics["vrmse"])
+            if not progress.disable:
+                progress.write(f"step {done}: valid vrmse {metrics['vrmse']:.4g}")
+
+    def _diverged(self, step: int, what: str) -> NonFiniteLossError:
         return NonFiniteLossError(
             f"training diverged at step {step} (stage {self.args.stage}): {what}; stopped before applying that "
-            f"update. Last good checkpoint: {last_checkpoint or 'none (no checkpoint saved yet)'}. Lower "
+            f"update. Last good checkpoint: {self.last_checkpoint or 'none (no checkpoint saved yet)'}. Lower "
             f"--learning_rate or raise --warmup_steps, then resume with --resume_from_checkpoint"
         )
 

@@ -8,12 +8,12 @@ drawn; a tokeniser is scored on reconstruction at each compression ratio it serv
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .._cli_parsing import Parser
 from .._io import atomic_write_json
 from ..checkpoints import load_pretrained
 from ..models.modeling_dynamics import PhysfmDynamicsModel
@@ -79,8 +79,8 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="physfm evaluate", description=__doc__.split("\n\n")[0])
+def build_parser() -> Parser:
+    parser = Parser(prog="physfm evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", help="model directory, output_dir/checkpoint-<step>, or Hub id")
     parser.add_argument("--data", required=True, help="Well-format dataset directory, or hf://datasets/<org>/<name>")
     parser.add_argument("--split", default="valid", choices=["train", "valid", "test"])
@@ -90,7 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--field", default=None, help="field shown in the rollout figure (default: the first)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     result = evaluate_checkpoint(args.checkpoint, args.data, args.output_dir, args.split, args.horizons,
                                  args.max_samples, args.batch_size, args.field, args.device)
     print(format_table(result))
