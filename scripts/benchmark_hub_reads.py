@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from physfm._cli_parsing import Parser
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the local Hub server lives with the tests
 
 
@@ -28,12 +30,12 @@ def per_window_ms(dataset, indices: list[int]) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--resolution", type=int, nargs=2, default=(256, 256))
-    parser.add_argument("--n-traj", type=int, default=2)
-    parser.add_argument("--n-steps", type=int, default=24)
-    parser.add_argument("--n-windows", type=int, default=8)
-    parser.add_argument("--block-sizes", type=int, nargs="+", default=[2**16, 2**20, 2**23])
+    parser.add_argument("--n_traj", type=int, default=2)
+    parser.add_argument("--n_steps", type=int, default=24)
+    parser.add_argument("--n_windows", type=int, default=8)
+    parser.add_argument("--block_sizes", type=int, nargs="+", default=[2**16, 2**20, 2**23])
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 

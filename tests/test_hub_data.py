@@ -164,7 +164,7 @@ def test_download_a_subset_round_trip_refusals_and_a_dropped_download(hub_server
         return physfm_main(["download", REPO, "--split", "train", "valid", "--out", str(out), "--no-progress", *extra])
 
     out = tmp_path / "subset"
-    assert download(out, "--n-files", "1") == 0
+    assert download(out, "--n_files", "1") == 0
     assert "shear_flow" in capsys.readouterr().out
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
         MARKER, "data/train/shear_flow_Reynolds_10000.hdf5", "data/valid/shear_flow_Reynolds_10000.hdf5", "stats.yaml"]
@@ -173,9 +173,9 @@ def test_download_a_subset_round_trip_refusals_and_a_dropped_download(hub_server
                                stats_path=well_repo / "stats.yaml")
     assert torch.equal(windows(subset), windows(source))  # the repository's statistics, not the subset's
 
-    assert download(out, "--n-files", "1") == 1
+    assert download(out, "--n_files", "1") == 1
     assert "already exists; pass --overwrite" in capsys.readouterr().err
-    assert download(out, "--n-files", "2", "--overwrite") == 0
+    assert download(out, "--n_files", "2", "--overwrite") == 0
     assert len(WellWindowDataset(out).files) == 2
     mine = tmp_path / "mine"
     mine.mkdir()

@@ -9,13 +9,13 @@ an interrupted download leaves ``DIR`` as it was.
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from huggingface_hub import constants
 
+from .._cli_parsing import Parser
 from .hub_files import HubFolder, HubReadError, is_hub_url, transport_errors
 from .well_format import SPLITS, check_replaceable, hdf5_files, read_well_metadata, writing_dataset
 
@@ -97,8 +97,8 @@ def download_dataset(repo: str, out_dir: str | os.PathLike, splits: Sequence[str
     return out_dir
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> Parser:
+    parser = Parser(
         prog="physfm download",
         description="Copy stats.yaml and some HDF5 files of a Hub-hosted Well dataset (e.g. The Well's "
                     "polymathic-ai/<dataset_name>) into a local Well-format folder.")
@@ -107,11 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="dataset folder to create")
     parser.add_argument("--split", nargs="+", default=list(SPLITS), choices=SPLITS,
                         help="splits to copy (default: all three)")
-    parser.add_argument("--n-files", type=int, default=None, help="HDF5 files per split, the first in name order "
+    parser.add_argument("--n_files", type=int, default=None, help="HDF5 files per split, the first in name order "
                                                                    "(default: all)")
     parser.add_argument("--revision", default=None, help="branch, tag or commit (default main)")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it is a dataset physfm wrote")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("--no_progress", action="store_true", help="hide progress bars")
     return parser
 
 
