@@ -58,9 +58,9 @@ class WellWindowDataset(Dataset):
         check_finite: raise a ValueError naming file/trajectory/time on NaN/Inf in a window (one cheap
             vectorised check per item).
 
-    Attributes:
-        field_names, periodic, boundary_types, spatial_shape, spatial_dims, n_spatial_dims, dataset_name,
-        dt, coords, time_grid, normalizer, files, headers (per-file :class:`FileHeader`: scalars, parameters).
+    The dataset describes its data in ``field_names``, ``periodic``, ``boundary_types``, ``spatial_shape``,
+    ``spatial_dims``, ``n_spatial_dims``, ``dataset_name``, ``dt``, ``coords``, ``time_grid``, ``normalizer``,
+    ``files`` and ``headers`` (per-file :class:`FileHeader`: scalars, parameters).
     """
 
     def __init__(self, path: str | os.PathLike, split: str = "train", n_steps_input: int = 4,
