@@ -87,7 +87,7 @@ def run_page(page: Path) -> None:
         if block.language == "python":
             # Padding with blank lines makes tracebacks name the page's own line numbers.
             code = compile("\n" * (block.first_line - 1) + block.code, str(page), "exec")
-            exec(code, namespace)  # noqa: S102 - running the documentation is the point
+            exec(code, namespace)
 
 
 def _connect_loopback_only(connect):
@@ -111,9 +111,10 @@ def offline_environment(home: Path) -> dict[str, str]:
             "PHYSFM_CACHE": str(home / "physfm_cache"), "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
 
 
-def _forbid_network(setattr_) -> None:
-    setattr_(socket.socket, "connect", _connect_loopback_only(socket.socket.connect))
-    setattr_(socket.socket, "connect_ex", _connect_loopback_only(socket.socket.connect_ex))
+def _forbid_network(patch=setattr) -> None:
+    """Refuse every connection that leaves the machine (``patch``: ``setattr`` or ``monkeypatch.setattr``)."""
+    patch(socket.socket, "connect", _connect_loopback_only(socket.socket.connect))
+    patch(socket.socket, "connect_ex", _connect_loopback_only(socket.socket.connect_ex))
 
 
 def github_slug(title: str) -> str:
@@ -124,16 +125,19 @@ def github_slug(title: str) -> str:
 
 
 def anchors(page: Path) -> set[str]:
-    seen: dict[str, int] = {}
+    """The anchors of the page's headings; a repeated heading gets ``-1``, ``-2``... as on GitHub."""
+    found, repeats = set(), {}
     for line in without_code_blocks(page):
         heading = _HEADING.match(line)
         if heading:
             slug = github_slug(heading["title"])
-            seen[slug] = seen.get(slug, -1) + 1
-    return {slug if n == 0 else f"{slug}-{k}" for slug, n in seen.items() for k in range(n + 1)} | set(seen)
+            n = repeats[slug] = repeats.get(slug, -1) + 1
+            found.add(f"{slug}-{n}" if n else slug)
+    return found
 
 
 def broken_links(page: Path) -> list[str]:
+    """What is wrong with each relative link of the page: a missing file, a missing anchor, a way out of docs/."""
     text = prose(page)
     targets = [m["target"] for m in _LINK.finditer(text)] + [m["target"] for m in _REFERENCE.finditer(text)]
     problems = []
@@ -187,6 +191,18 @@ def test_the_link_checker_catches_missing_files_and_anchors(tmp_path, monkeypatc
                                   "the anchor #nope"]
 
 
+def test_examples_cannot_reach_the_network(monkeypatch):
+    _forbid_network(monkeypatch.setattr)
+    with pytest.raises(ConnectionRefusedError, match="without network"):
+        socket.create_connection(("192.0.2.1", 443), timeout=1)  # TEST-NET-1: never routed
+
+
+@pytest.mark.parametrize("page", PAGES, ids=_name)
+def test_python_is_fenced_python_so_that_it_runs(page):
+    aliases = {"py", "py3", "python3", "ipython", "ipython3", "pycon"}
+    assert [f"line {b.first_line - 1}: {b.language}" for b in code_blocks(page) if b.language in aliases] == []
+
+
 @pytest.mark.parametrize("page", PAGES, ids=_name)
 def test_relative_links_resolve(page):
     assert broken_links(page) == []
@@ -231,5 +247,5 @@ if __name__ == "__main__":
         os.chdir(tempfile.mkdtemp(prefix="physfm-docs-"))
     for key, value in offline_environment(Path.cwd()).items():
         os.environ.setdefault(key, value)
-    _forbid_network(setattr)
+    _forbid_network()
     run_page(target)
