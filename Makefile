@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-slow lint demo bench clean
+.PHONY: test test-slow lint demo bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,8 +33,14 @@ bench: $(STAMP)
 	$(BIN)/python scripts/benchmark_data.py
 	$(BIN)/python scripts/benchmark_training.py
 
+# The manual in docs/ as a site in site/; API pages come from the docstrings. Any warning fails the build.
+# NO_MKDOCS_2_WARNING silences mkdocs-material's banner about its own end of life, which is no build warning.
+docs: $(STAMP)
+	$(BIN)/pip install -q -e ".[docs]"
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 demo: $(STAMP)
 	$(BIN)/physfm experiment --preset tiny --out runs/tiny
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build site src/*.egg-info .pytest_cache

@@ -64,9 +64,9 @@ class WellWindowDataset(Dataset):
         cache_dir: for an ``hf://`` path, where its blocks are cached (default
             :func:`~physfm.data.hub_files.default_cache_dir`, under ``HF_HOME``).
 
-    Attributes:
-        field_names, periodic, boundary_types, spatial_shape, spatial_dims, n_spatial_dims, dataset_name,
-        dt, coords, time_grid, normalizer, files, headers (per-file :class:`FileHeader`: scalars, parameters).
+    The dataset describes its data in ``field_names``, ``periodic``, ``boundary_types``, ``spatial_shape``,
+    ``spatial_dims``, ``n_spatial_dims``, ``dataset_name``, ``dt``, ``coords``, ``time_grid``, ``normalizer``,
+    ``files`` and ``headers`` (per-file :class:`FileHeader`: scalars, parameters).
     """
 
     def __init__(self, path: str | os.PathLike | HubFolder, split: str = "train", n_steps_input: int = 4,
