@@ -1,6 +1,7 @@
 """Reconstruction quality per compute of the physfm tokeniser, side by side with peers, in one run.
 
-Two comparisons on simulated shear_flow (32 x 64, 4 fields, z-scored), both on 1 thread with CPU-time clocks:
+Two comparisons on simulated shear_flow (32 x 64, 4 fields, z-scored; or ``--system navier_stokes_3d``, 16^3,
+5 fields), both on 1 thread with CPU-time clocks:
 
 - ``plain-ae``: physfm's default tokeniser at s = 4, t = 1 (16 latent channels) against a plain convolutional
   autoencoder with the same latent (a 3x3 conv to 32 channels, two stride-2 4x4 convs to 64, a 1x1 conv to the
@@ -20,10 +21,13 @@ Every number is the mean over ``--seeds`` seeds (initialisation and batch order)
 
     python scripts/benchmark_tokeniser_quality.py                    # both comparisons, ~8 min on 1 core
     python scripts/benchmark_tokeniser_quality.py --compare plain-ae --seeds 1
+    python scripts/benchmark_tokeniser_quality.py --system navier_stokes_3d --compare plain-ae \
+        --model_config '{"hidden_channels": 16, "spatial_compressions": [2, 4, 8]}'   # the 3-D card's config
 """
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 import tempfile
@@ -43,7 +47,11 @@ from physfm.reconstruction import ReconstructionScore
 from physfm.simulate import generate
 from physfm.training import ratio_balanced_objective
 
-FIELDS = ["tracer", "pressure", "velocity_x", "velocity_y"]
+# What each system is simulated as: a grid the CPU trains on in minutes.
+SYSTEMS = {
+    "shear_flow": dict(resolution=(32, 64), width=1.0),
+    "navier_stokes_3d": dict(resolution=(16, 16, 16)),
+}
 
 
 Forward = Callable[[torch.Tensor, int], torch.Tensor]  # (frames, spatial compression) -> reconstruction
@@ -100,28 +108,35 @@ def train(forward: Forward, module: nn.Module, frames: torch.Tensor, *, seed: in
     return done, spent
 
 
-def default_tokeniser(seed: int, **overrides) -> PhysfmTokeniserModel:
+def default_tokeniser(seed: int, frames: torch.Tensor, args, **overrides) -> PhysfmTokeniserModel:
+    """physfm's default tokeniser (with ``--model_config``'s changes) for ``frames`` ``[n, 1, *space, fields]``."""
     torch.manual_seed(seed)
-    return PhysfmTokeniserModel(PhysfmTokeniserConfig(field_names=FIELDS, **overrides)).train()
+    config = PhysfmTokeniserConfig(field_names=[f"field_{i}" for i in range(frames.shape[-1])],
+                                   n_spatial_dims=frames.ndim - 3, **{**args.model_config, **overrides})
+    return PhysfmTokeniserModel(config).train()
+
+
+def plain_autoencoder(frames: torch.Tensor) -> PlainAutoencoder:
+    return PlainAutoencoder(frames.shape[-1], n_spatial_dims=frames.ndim - 3).train()
 
 
 def compare_plain(train_frames, valid_frames, args) -> None:
     rows = {"physfm": [], "plain, equal steps": [], "plain, equal CPU time": []}
     for seed in range(args.seeds):
-        ours = default_tokeniser(seed)
+        ours = default_tokeniser(seed, train_frames, args)
         steps, seconds = train(physfm_forward(ours), ours, train_frames, seed=seed, ratios=[4],
                                schedule=args.schedule, steps=args.steps)
         rows["physfm"].append((valid_vrmse(physfm_forward(ours), ours, valid_frames), steps, seconds))
         for name, budget in (("plain, equal steps", dict(steps=steps)), ("plain, equal CPU time",
                                                                           dict(cpu_seconds=seconds))):
             torch.manual_seed(seed)
-            peer = PlainAutoencoder(len(FIELDS)).train()
+            peer = plain_autoencoder(train_frames)
             n, spent = train(plain_forward(peer), peer, train_frames, seed=seed, ratios=[4], schedule=args.schedule,
                              **budget)
             rows[name].append((valid_vrmse(plain_forward(peer), peer, valid_frames), n, spent))
         print(f"  seed {seed}: " + ", ".join(f"{k} {v[-1][0]:.4f}" for k, v in rows.items()), flush=True)
     params = {"physfm": sum(p.numel() for p in ours.parameters()),
-              "plain": sum(p.numel() for p in PlainAutoencoder(len(FIELDS)).parameters())}
+              "plain": sum(p.numel() for p in plain_autoencoder(train_frames).parameters())}
     print(f"\nphysfm default tokeniser ({params['physfm'] / 1e6:.2f} M params) vs plain autoencoder "
           f"({params['plain'] / 1e6:.2f} M), s=4 t=1, {args.schedule} learning rate, {args.seeds} seed(s):")
     print(f"{'model':<24} {'steps':>7} {'CPU s':>8} {'ms/step':>8} {'valid VRMSE':>12}")
@@ -137,17 +152,17 @@ def compare_plain(train_frames, valid_frames, args) -> None:
 
 
 def compare_flexible(train_frames, valid_frames, args) -> None:
-    ratios = PhysfmTokeniserConfig().spatial_compressions
-    ratios = [s for s in ratios if all(n % s == 0 for n in train_frames.shape[2:4])]
+    ratios = default_tokeniser(0, train_frames, args).config.spatial_compressions
+    ratios = [s for s in ratios if all(n % s == 0 for n in train_frames.shape[2:-1])]
     flexible, dedicated = {s: [] for s in ratios}, {s: [] for s in ratios}
     for seed in range(args.seeds):
-        model = default_tokeniser(seed)
+        model = default_tokeniser(seed, train_frames, args)
         train(physfm_forward(model), model, train_frames, seed=seed, ratios=ratios, schedule=args.schedule,
               steps=args.steps, objective=args.objective)
         for s in ratios:
             flexible[s].append(valid_vrmse(physfm_forward(model), model, valid_frames, s))
-            single = default_tokeniser(seed, spatial_compressions=[s], default_spatial_compression=s,
-                                       temporal_compressions=[1])
+            single = default_tokeniser(seed, train_frames, args, spatial_compressions=[s],
+                                       default_spatial_compression=s, temporal_compressions=[1])
             train(physfm_forward(single), single, train_frames, seed=seed, ratios=[s],
                   schedule=args.schedule, steps=args.steps // len(ratios), objective=args.objective)
             dedicated[s].append(valid_vrmse(physfm_forward(single), single, valid_frames, s))
@@ -172,8 +187,12 @@ def build_parser() -> Parser:
                         help="learning-rate schedule of every run (default constant, the original recipe)")
     parser.add_argument("--objective", choices=["log-mse", "mse"], default="log-mse",
                         help="training objective of the flexible comparison (default log-mse, physfm's)")
+    parser.add_argument("--system", choices=sorted(SYSTEMS), default="shear_flow",
+                        help="the simulated system (default shear_flow, 32 x 64; navier_stokes_3d is 16^3)")
     parser.add_argument("--data", type=Path, default=None,
-                        help="a shear_flow dataset with train and valid splits (default: simulate one, ~20 s)")
+                        help="a Well dataset with train and valid splits (default: simulate --system, ~20 s)")
+    parser.add_argument("--model_config", type=json.loads, default={},
+                        help="physfm tokeniser config overrides as inline JSON (default: the default config)")
     return parser
 
 
@@ -183,11 +202,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         data = args.data
         if data is None:
-            data = generate("shear_flow", Path(scratch) / "shear_flow", n_trajectories=10, resolution=(32, 64),
-                            split_fractions=(0.8, 0.2, 0.0), progress=False, width=1.0)
+            data = generate(args.system, Path(scratch) / args.system, n_trajectories=10,
+                            split_fractions=(0.8, 0.2, 0.0), progress=False, **SYSTEMS[args.system])
         train_frames, valid_frames = load_frames(data, "train"), load_frames(data, "valid")
-    print(f"shear_flow 32x64: {len(train_frames)} train frames, {len(valid_frames)} valid frames; 1 thread, "
-          "CPU-time clock")
+    grid = "x".join(map(str, train_frames.shape[2:-1]))
+    print(f"{data if args.data else args.system} {grid}, {train_frames.shape[-1]} fields: {len(train_frames)} train "
+          f"frames, {len(valid_frames)} valid frames; 1 thread, CPU-time clock")
     if args.compare in ("plain-ae", "all"):
         compare_plain(train_frames, valid_frames, args)
     if args.compare in ("flexible", "all"):

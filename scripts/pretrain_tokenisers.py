@@ -14,9 +14,9 @@ It ends with a summary table. The defaults are a CPU-sized run (minutes); raise 
 
     python scripts/pretrain_tokenisers.py --out runs/tokenisers --systems shear_flow gray_scott_reaction_diffusion
     python scripts/pretrain_tokenisers.py --out runs/tokenisers --push --hub_org physfm
-    # tokeniser-turbulence-3d as its card reports it (~3 min on one CPU thread):
+    # tokeniser-turbulence-3d as its card reports it (~12 min on one CPU thread):
     python scripts/pretrain_tokenisers.py --out runs/tokenisers --systems navier_stokes_3d --resolution 16 \
-        --max_steps 300 --batch_size 4 --model_config '{"hidden_channels": 16, "spatial_compressions": [2, 4, 8]}' \
+        --max_steps 1200 --batch_size 4 --model_config '{"hidden_channels": 16, "spatial_compressions": [2, 4, 8]}' \
         --cards_dir model_cards/rendered
 """
 
