@@ -383,7 +383,7 @@ def test_bad_input_errors(tmp_path, pretrained_tokeniser):
     model = PhysfmDynamicsModel(tiny_config())
     data = waves(1, 4)
     cases = [
-        (lambda: model(data[0, :3]), r"input_fields: got shape \(3, 16, 16, 2\) \(4 dims\); expected 5 dims"),
+        (lambda: model(data[0, :3]), r"input_fields: got shape \(3, 16, 16, 2\) \(4 dimensions\); expected 5 dimensions"),
         (lambda: model(data), r"input_fields: got 4 time steps .* expected n_steps_input=3"),
         (lambda: model(torch.cat([data[:, :3]] * 2, -1)), r"input_fields: got 4 fields .* expected 2"),
         (

@@ -117,7 +117,7 @@ def test_save_load_round_trip(tmp_path):
     ("call", "pattern"),
     [
         (lambda model: model(torch.randn(1, 3, 8, 8, 3)),
-         r"input_fields: got shape \(1, 3, 8, 8, 3\) \(5 dims\); expected 6 dims \[batch, time, x, y, z, n_fields\] "
+         r"input_fields: got shape \(1, 3, 8, 8, 3\) \(5 dimensions\); expected 6 dimensions \[batch, time, x, y, z, n_fields\] "
          r"for this 3-D model"),
         (lambda model: tiny_model(patch_size=[2, 2]), r"patch_size: got \[2, 2\]; expected a positive integer or 3"),
         (lambda model: tiny_model(periodic=[True, True]), r"periodic: got \[True, True\]; expected one bool per"),

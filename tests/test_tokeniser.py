@@ -187,7 +187,7 @@ def test_add_fields_grows_vocabulary_and_keeps_existing_rows(tmp_path):
 @pytest.mark.parametrize(
     ("call", "pattern"),
     [
-        (lambda tok: tok.encode(torch.randn(1, 16, 16, 2)), r"fields must have 5 dimensions.*\(1, 16, 16, 2\)"),
+        (lambda tok: tok.encode(torch.randn(1, 16, 16, 2)), r"fields: got shape \(1, 16, 16, 2\) \(4 dimensions\); expected 5 dimensions"),
         (lambda tok: tok.encode(torch.randn(1, 1, 16, 16, 3)), r"fields has 3 fields.*\['u', 'v'\]"),
         (
             lambda tok: tok.encode(torch.randn(1, 1, 16, 16, 2), field_names=["u"]),
@@ -214,7 +214,7 @@ def test_add_fields_grows_vocabulary_and_keeps_existing_rows(tmp_path):
         (lambda tok: tok.encode(torch.randn(1, 1, 16, 16, 2), periodic=[True]), r"periodic=\(True,\) must hold one bool per spatial axis \(2\)"),
         (lambda tok: tok.decode(torch.randn(1, 1, 4, 4, 5)), r"latents has 5 channels.*latent_channels is 4"),
         (lambda tok: tok.decode(torch.randn(1, 1, 4, 4, 4), field_names="u"), r"field_names='u' must be a list"),
-        (lambda tok: tok.encode(torch.zeros(1, 1, 16, 16, 2, dtype=torch.long)), r"fields must be a floating-point tensor"),
+        (lambda tok: tok.encode(torch.zeros(1, 1, 16, 16, 2, dtype=torch.long)), r"fields: got dtype torch.int64; expected a floating-point tensor"),
     ],
 )
 def test_bad_input_raises_value_error_naming_argument(call, pattern):

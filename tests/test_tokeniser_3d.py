@@ -198,9 +198,9 @@ def test_activation_checkpointing_gives_same_gradients():
     ("call", "pattern"),
     [
         (lambda tok: tok.encode(torch.randn(1, 1, 8, 8, 3)),
-         r"fields must have 6 dimensions \[batch, time, x, y, z, fields\] for this 3-D tokeniser "
-         r"\(n_spatial_dims=3\), got shape \(1, 1, 8, 8, 3\)"),
-        (lambda tok: tok.decode(torch.randn(1, 1, 2, 2, 4)), r"latents must have 6 dimensions \[batch, time, x, y, z, "),
+         r"fields: got shape \(1, 1, 8, 8, 3\) \(5 dimensions\); expected 6 dimensions \[batch, time, x, y, z, "
+         r"fields\] for this 3-D model \(n_spatial_dims=3\)"),
+        (lambda tok: tok.decode(torch.randn(1, 1, 2, 2, 4)), r"latents: got shape .*; expected 6 dimensions \[batch, time, x, y, z, "),
         (lambda tok: tok.encode(fields(1), periodic=[True, False]),
          r"periodic=\(True, False\) must hold one bool per spatial axis \(3\)"),
         (lambda tok: PhysfmTokeniserConfig(n_spatial_dims=3, periodic=[True, True]), r"periodic=.*\(3\)"),

@@ -13,8 +13,8 @@ from test_training_common import TINY_DYNAMICS, TINY_TOKENISER, make_dataset, we
 import physfm
 from physfm.models import PhysfmTokeniserModel, finite_checks
 from physfm.reconstruction import evaluate_reconstruction
-from physfm.training.evaluate import evaluate_checkpoint
-from physfm.training.evaluate import main as evaluate_main
+from physfm.training.checkpoint_evaluation import evaluate_checkpoint
+from physfm.training.checkpoint_evaluation import main as evaluate_main
 from physfm.training.sampling import step_generator
 from physfm.training.trainer import NonFiniteLossError, train
 
@@ -109,16 +109,15 @@ def test_non_finite_loss_stops_with_step_and_checkpoint(data, tmp_path):
 
 def test_models_skip_their_nan_check_in_the_training_step_only(data, tmp_path, monkeypatch):
     """The per-forward check (a device sync) is off where the trainer checks the loss, on for evaluation."""
-    import physfm.models.modeling_tokeniser as modeling
-    import physfm.models.non_finite as checks
+    import physfm.models.input_checks as checks
 
-    states = []
+    states, real_check = [], checks.check_finite
 
     def recording(x, argument):
         states.append(checks._ENABLED.get())
-        checks.check_finite(x, argument)
+        real_check(x, argument)
 
-    monkeypatch.setattr(modeling, "check_finite", recording)
+    monkeypatch.setattr(checks, "check_finite", recording)
     train(stage="tokeniser", data=[data["adv"]], output_dir=tmp_path, max_steps=2, eval_steps=2, save_steps=0,
           spatial_compression=[4], temporal_compression=[1], model_config=TINY_TOKENISER, **COMMON)
     assert False in states and True in states  # training steps skipped it; the evaluation checked

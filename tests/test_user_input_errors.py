@@ -68,7 +68,7 @@ def test_empty_axes_are_named(tmp_path):
     from physfm.data.convert import convert_arrays
 
     tok = PhysfmTokeniserModel(PhysfmTokeniserConfig(field_names=["u"], hidden_channels=4))
-    with pytest.raises(ValueError, match=r"fields has an empty axis \(shape \(1, 1, 0, 8, 1\)\)"):
+    with pytest.raises(ValueError, match=r"fields: got an empty axis \(shape \(1, 1, 0, 8, 1\)\)"):
         tok(torch.randn(1, 1, 0, 8, 1))
     with pytest.raises(ValueError, match=r"spatial shape \(0, 4\) .* has an empty axis"):
         convert_arrays(np.zeros((2, 3, 0, 4, 1), dtype=np.float32), tmp_path / "z", ["u"], "traj time x y field", 0.1)

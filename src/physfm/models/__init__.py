@@ -3,9 +3,9 @@ the rest of physfm."""
 
 from .configuration_dynamics import PhysfmDynamicsConfig
 from .configuration_tokeniser import PhysfmTokeniserConfig
+from .input_checks import NonFiniteError, finite_checks
 from .modeling_dynamics import PhysfmDynamicsModel, PhysfmDynamicsOutput, PhysfmDynamicsPreTrainedModel
 from .modeling_tokeniser import PhysfmTokeniserModel, PhysfmTokeniserOutput, PhysfmTokeniserPreTrainedModel
-from .non_finite import NonFiniteError, finite_checks
 from .processing_physfm import PhysfmFieldProcessor
 
 __all__ = [

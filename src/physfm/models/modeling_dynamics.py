@@ -36,10 +36,10 @@ from transformers.utils import ModelOutput
 
 from .configuration_dynamics import PhysfmDynamicsConfig
 from .configuration_tokeniser import PhysfmTokeniserConfig
+from .input_checks import check_field_tensor
 from .layers import PhysfmModelMixin, TemporalCache
 from .loading import load_checkpoint
 from .modeling_tokeniser import PhysfmTokeniserModel
-from .non_finite import check_finite
 
 # Keys a training batch may carry that are not model inputs (see `PhysfmDynamicsModel.forward`).
 _IGNORED_BATCH_KEYS = frozenset({"dataset_index", "num_items_in_batch"})
@@ -584,15 +584,7 @@ class PhysfmDynamicsModel(PhysfmDynamicsPreTrainedModel):
         like: torch.Tensor | None = None,
     ) -> None:
         """Raise a `ValueError` naming `name`, what it got and what is expected."""
-        n_space = self.tokeniser.config.n_spatial_dims
-        layout = f"[batch, time, {', '.join('xyz'[:n_space])}, n_fields]"
-        if not isinstance(x, torch.Tensor):
-            raise ValueError(f"{name}: got {type(x).__name__}; expected a torch.Tensor {layout}.")
-        if x.ndim != n_space + 3:
-            raise ValueError(
-                f"{name}: got shape {tuple(x.shape)} ({x.ndim} dims); expected {n_space + 3} dims {layout} for "
-                f"this {n_space}-D model."
-            )
+        check_field_tensor(x, name, self.tokeniser.config.n_spatial_dims)
         if x.shape[-1] != len(field_names):
             raise ValueError(
                 f"{name}: got {x.shape[-1]} fields (shape {tuple(x.shape)}); expected {len(field_names)} for "
@@ -614,9 +606,6 @@ class PhysfmDynamicsModel(PhysfmDynamicsPreTrainedModel):
                     f"{name}: got shape {tuple(x.shape)}; expected [{like.shape[0]}, >= {t}, "
                     f"{', '.join(map(str, like.shape[2:]))}] to match input_fields {tuple(like.shape)}."
                 )
-        if not torch.is_floating_point(x):
-            raise ValueError(f"{name}: got dtype {x.dtype}; expected a floating-point tensor.")
-        check_finite(x, name)
 
 
 PhysfmDynamicsConfig.register_for_auto_class("AutoConfig")

@@ -17,6 +17,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .configuration_tokeniser import PhysfmTokeniserConfig
+from .input_checks import check_field_tensor
 from .layers import (
     ACTIVATIONS,
     CausalResBlock,
@@ -28,7 +29,6 @@ from .layers import (
     compression_schedule,
     upsample,
 )
-from .non_finite import check_finite
 
 
 @dataclass
@@ -297,21 +297,7 @@ class PhysfmTokeniserModel(PhysfmTokeniserPreTrainedModel):
         return periodic
 
     def _check_tensor(self, x: torch.Tensor, argument: str, channels: str) -> None:
-        n_space = self.config.n_spatial_dims
-        layout = f"[batch, time, {', '.join('xyz'[:n_space])}, {channels}]"
-        if not isinstance(x, torch.Tensor):
-            raise ValueError(f"{argument} must be a torch.Tensor {layout}, got {type(x).__name__}.")
-        if x.ndim != n_space + 3:
-            raise ValueError(
-                f"{argument} must have {n_space + 3} dimensions {layout} for this {n_space}-D tokeniser "
-                f"(n_spatial_dims={n_space}), got shape {tuple(x.shape)} ({x.ndim} dimensions)."
-            )
-        if not x.is_floating_point():
-            raise ValueError(f"{argument} must be a floating-point tensor, got dtype {x.dtype}.")
-        if x.numel() == 0:
-            raise ValueError(f"{argument} has an empty axis (shape {tuple(x.shape)}); expected at least one batch "
-                             "item, frame, cell per spatial axis and field.")
-        check_finite(x, argument)
+        check_field_tensor(x, argument, self.config.n_spatial_dims, channels)
 
     # ------------------------------------------------------------------------------------------------ public API
     def sample_compression(self, generator: torch.Generator | None = None,

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from .._io import atomic_write_json
-from ..models.non_finite import NonFiniteError, finite_checks
+from ..models.input_checks import NonFiniteError, finite_checks
 from .arguments import DataArguments, ModelArguments, TrainingArguments, args_to_dict, from_kwargs
 from .checkpointing import (
     latest_checkpoint,

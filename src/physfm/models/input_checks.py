@@ -1,4 +1,5 @@
-"""The models' refusal of NaN/Inf inputs, and the switch that turns it off where it costs more than it saves.
+"""The models' checks of their input tensors: layout and dtype, and the refusal of NaN/Inf values with the
+switch that turns it off where it costs more than it saves.
 
 Both models check their input tensors for NaN/Inf values and raise :class:`NonFiniteError` naming the argument,
 so a user's broken data is one clear message instead of a NaN loss many steps later. Each check reads the whole
@@ -39,4 +40,21 @@ def check_finite(x: torch.Tensor, argument: str) -> None:
         raise NonFiniteError(f"{argument}: got {n_bad} NaN/Inf values (shape {tuple(x.shape)}); expected finite values.")
 
 
-__all__ = ["NonFiniteError", "check_finite", "finite_checks"]
+def check_field_tensor(x: torch.Tensor, argument: str, n_spatial_dims: int, channels: str = "n_fields") -> None:
+    """Raise a ``ValueError`` unless ``x`` is a non-empty, finite, floating-point ``[batch, time, *space, channels]``
+    tensor with ``n_spatial_dims`` spatial axes; the message names ``argument``, what it got and what is expected."""
+    layout = f"[batch, time, {', '.join('xyz'[:n_spatial_dims])}, {channels}]"
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{argument}: got {type(x).__name__}; expected a torch.Tensor {layout}.")
+    if x.ndim != n_spatial_dims + 3:
+        raise ValueError(f"{argument}: got shape {tuple(x.shape)} ({x.ndim} dimensions); expected {n_spatial_dims + 3} "
+                         f"dimensions {layout} for this {n_spatial_dims}-D model (n_spatial_dims={n_spatial_dims}).")
+    if not x.is_floating_point():
+        raise ValueError(f"{argument}: got dtype {x.dtype}; expected a floating-point tensor.")
+    if x.numel() == 0:
+        raise ValueError(f"{argument}: got an empty axis (shape {tuple(x.shape)}); expected at least one batch item, "
+                         "frame, cell per spatial axis and field.")
+    check_finite(x, argument)
+
+
+__all__ = ["NonFiniteError", "check_field_tensor", "check_finite", "finite_checks"]
