@@ -3,7 +3,7 @@
 For each block size: the bytes the server sends to open the dataset (headers) and to read one window, against
 the file's size; and the time per window with a cold block cache, a warm one, and from the local file.
 
-    python scripts/benchmark_hub_reads.py [--resolution 256 256] [--n-windows 8] [--block-sizes 65536 1048576 8388608]
+    python scripts/benchmark_hub_reads.py [--resolution 256 256] [--n_windows 8] [--block_sizes 65536 1048576 8388608]
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """``physfm download <org>/<name>``: some files of a Hub-hosted Well dataset as a local Well-format folder.
 
 The folder gets the repository's ``stats.yaml`` (statistics of the whole train split, as The Well
-computes them) and the first ``--n-files`` HDF5 files of each ``--split``, in The Well's layout
+computes them) and the first ``--n_files`` HDF5 files of each ``--split``, in The Well's layout
 ``DIR/data/<split>/*.hdf5``, so ``WellWindowDataset(DIR)`` and ``physfm train --data DIR`` read it.
 Everything is written into a temporary sibling folder that becomes ``DIR`` only once complete:
 an interrupted download leaves ``DIR`` as it was.
@@ -51,7 +51,7 @@ def download_dataset(repo: str, out_dir: str | os.PathLike, splits: Sequence[str
     """
     out_dir = Path(out_dir)
     if n_files is not None and n_files < 1:
-        raise ValueError(f"--n-files: got {n_files}, expected a positive number of files per split")
+        raise ValueError(f"--n_files: got {n_files}, expected a positive number of files per split")
     unknown = [s for s in splits if s not in SPLITS]
     if unknown or not splits:
         raise ValueError(f"--split: got {list(splits)}, expected some of {list(SPLITS)}")
