@@ -24,9 +24,9 @@ HUB_EXAMPLE = "physfm/tokeniser-shear-flow"
 HUB_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "subfolder", "force_download")
 
 
-def check_checkpoint_reference(spec: str | os.PathLike, argument: str) -> Path | str:
+def check_checkpoint_reference(name_or_path: str | os.PathLike, argument: str) -> Path | str:
     """``Path`` for an existing folder, ``str`` for a plausible Hub id; else one ``FileNotFoundError``."""
-    text = str(spec)
+    text = str(name_or_path)
     path = Path(text).expanduser()
     if path.is_dir():
         return path
@@ -45,34 +45,34 @@ def check_checkpoint_reference(spec: str | os.PathLike, argument: str) -> Path |
     return text
 
 
-def checkpoint_config(spec: str | os.PathLike, argument: str, **hub_kwargs) -> tuple[Path | str, dict]:
+def checkpoint_config(name_or_path: str | os.PathLike, argument: str, **hub_kwargs) -> tuple[Path | str, dict]:
     """The checked reference (see :func:`check_checkpoint_reference`) and the ``config.json`` it holds."""
-    reference = check_checkpoint_reference(spec, argument)
+    reference = check_checkpoint_reference(name_or_path, argument)
     if isinstance(reference, Path) and not (reference / "config.json").is_file():
-        raise FileNotFoundError(f"{argument}: {str(spec)!r} has no config.json; expected a folder written by "
+        raise FileNotFoundError(f"{argument}: {str(name_or_path)!r} has no config.json; expected a folder written by "
                                 "save_pretrained")
     hub_kwargs = {k: v for k, v in hub_kwargs.items() if k in HUB_KWARGS}
     config_dict, _ = PretrainedConfig.get_config_dict(str(reference), **hub_kwargs)
     return reference, config_dict
 
 
-def model_class_for(config_dict: dict, classes: Mapping[str, type], spec: str | os.PathLike,
+def model_class_for(config_dict: dict, classes: Mapping[str, type], name_or_path: str | os.PathLike,
                     argument: str) -> type:
     """The class in ``classes`` (by ``model_type``) that loads this checkpoint; else a ``ValueError`` naming both."""
     model_type = config_dict.get("model_type")
     if model_type not in classes:
         expected = " or ".join(repr(t) for t in classes)
-        raise ValueError(f"{argument}: {str(spec)!r} holds a {model_type!r} checkpoint; expected a {expected} one.")
+        raise ValueError(f"{argument}: {str(name_or_path)!r} holds a {model_type!r} checkpoint; expected a {expected} one.")
     return classes[model_type]
 
 
-def load_checkpoint(spec: str | os.PathLike, classes: Mapping[str, type], argument: str,
+def load_checkpoint(name_or_path: str | os.PathLike, classes: Mapping[str, type], argument: str,
                     **kwargs) -> PreTrainedModel:
     """A model of one of ``classes`` (keyed by ``model_type``) from a local folder or a Hub id, in float32.
 
     ``kwargs`` go to ``from_pretrained`` (``revision``, ``token``, ...)."""
-    reference, config_dict = checkpoint_config(spec, argument, **kwargs)
-    model_class = model_class_for(config_dict, classes, spec, argument)
+    reference, config_dict = checkpoint_config(name_or_path, argument, **kwargs)
+    model_class = model_class_for(config_dict, classes, name_or_path, argument)
     kwargs.setdefault("dtype", torch.float32)
     return model_class.from_pretrained(str(reference), **kwargs)
 

@@ -60,14 +60,14 @@ def _open_datasets(paths: Sequence[PathLike], split: str, n_steps_input: int, n_
     return datasets
 
 
-def load_tokeniser(spec: str) -> PhysfmTokeniserModel:
+def load_tokeniser(name_or_path: str) -> PhysfmTokeniserModel:
     """The pretrained tokeniser ``--tokeniser`` names (a folder, a training checkpoint or a Hub id), in float32."""
-    return load_pretrained(spec, kind="tokeniser", argument="--tokeniser")
+    return load_pretrained(name_or_path, kind="tokeniser", argument="--tokeniser")
 
 
-def pretrained_processor(spec: str) -> PhysfmFieldProcessor | None:
+def pretrained_processor(name_or_path: str) -> PhysfmFieldProcessor | None:
     """The field processor saved with a pretrained tokeniser; None for a checkpoint saved without one."""
-    return load_processor(spec, argument="--tokeniser")
+    return load_processor(name_or_path, argument="--tokeniser")
 
 
 def warn_if_statistics_differ(reference: PhysfmFieldProcessor | None, processor: PhysfmFieldProcessor,
