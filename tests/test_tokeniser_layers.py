@@ -23,6 +23,14 @@ def reference_pad(x: torch.Tensor, pad: int, periodic) -> torch.Tensor:
     return x
 
 
+def assert_same_map(ours: torch.Tensor, reference: torch.Tensor, inputs: tuple[torch.Tensor, ...]) -> None:
+    """``ours`` and ``reference`` agree in value and in their gradients with respect to ``inputs``."""
+    torch.testing.assert_close(ours, reference)
+    grad = torch.randn_like(reference)
+    for a, b in zip(torch.autograd.grad(ours, inputs, grad), torch.autograd.grad(reference, inputs, grad), strict=True):
+        torch.testing.assert_close(a, b)
+
+
 @pytest.mark.parametrize("periodic", [(True, True), (False, True), (True, False), (False, False)])
 @pytest.mark.parametrize("pad", [1, 2, 4])  # 4 is wider than the 3-cell axis: the indexing fallback
 def test_padding_and_its_gradient_match_indexing(periodic, pad):
@@ -49,11 +57,7 @@ def test_convolution_gradients_with_the_in_place_halo_fold_match_a_reference():
     ours = spatial_conv(x, weight, None, periodic, activation="silu")
     frames = reference_pad(ACTIVATIONS["silu"](x).flatten(0, 1), 1, periodic).movedim(-1, 1)
     reference = torch.nn.functional.conv2d(frames, weight).movedim(1, -1).unflatten(0, (2, 3))
-    torch.testing.assert_close(ours, reference)
-    grad = torch.randn_like(reference)
-    for a, b in zip(torch.autograd.grad(ours, (x, weight), grad), torch.autograd.grad(reference, (x, weight), grad),
-                    strict=True):
-        torch.testing.assert_close(a, b)
+    assert_same_map(ours, reference, (x, weight))
 
 
 @pytest.mark.parametrize("kernel", [3, 5])
@@ -65,12 +69,7 @@ def test_upsampling_conv_is_a_convolution_of_the_nearest_upsampled_grid(kernel, 
     folded = upsampling_conv(x, weight, bias, periodic)
     direct = spatial_conv(upsample(x, 1, 2), weight, bias, periodic)
     assert folded.shape == (2, 3, 12, 8, 3)
-    torch.testing.assert_close(folded, direct)
-    grad = torch.randn_like(direct)
-    grads_folded = torch.autograd.grad(folded, (x, weight), grad)
-    grads_direct = torch.autograd.grad(direct, (x, weight), grad)
-    for a, b in zip(grads_folded, grads_direct, strict=True):
-        torch.testing.assert_close(a, b)
+    assert_same_map(folded, direct, (x, weight))
 
 
 def test_temporal_conv_is_causal_with_the_first_frame_replicated():
@@ -96,11 +95,7 @@ def test_temporal_conv_of_repeated_frames_equals_convolving_the_upsampled_clip(s
     folded = temporal_conv(x, weight, bias, stride, repeat=repeat)
     direct = temporal_conv(upsample(x, repeat, 1), weight, bias, stride)
     assert folded.shape[1] == (2 * repeat) // stride + 1
-    torch.testing.assert_close(folded, direct)
-    grad = torch.randn_like(direct)
-    for a, b in zip(torch.autograd.grad(folded, (x, weight), grad), torch.autograd.grad(direct, (x, weight), grad),
-                    strict=True):
-        torch.testing.assert_close(a, b)
+    assert_same_map(folded, direct, (x, weight))
 
 
 def test_a_ratio_runs_only_the_levels_it_needs():
