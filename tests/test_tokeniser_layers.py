@@ -98,6 +98,23 @@ def test_temporal_conv_of_repeated_frames_equals_convolving_the_upsampled_clip(s
     assert_same_map(folded, direct, (x, weight))
 
 
+@pytest.mark.parametrize("activation", ["silu", "gelu"])
+@pytest.mark.parametrize(("stride", "repeat", "frames"), [(1, 1, 5), (2, 1, 5), (1, 2, 3), (1, 1, 1)])
+def test_activation_fused_into_the_time_padding_matches_activating_first(activation, stride, repeat, frames):
+    # The fused clip is read in place by a (k, 1) convolution, and its gradient is folded in place.
+    x = torch.randn(2, frames, 3, 2, 3, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(4, 3, 3, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    fused = temporal_conv(x, weight, bias, stride, repeat, activation)
+    activated = ACTIVATIONS[activation](x)
+    assert_same_map(fused, temporal_conv(activated, weight, bias, stride, repeat), (x, weight, bias))
+    clip = torch.cat([activated[:, :1]] * 2 + [upsample(activated, repeat, 1)], dim=1)
+    taps = [clip[:, k : clip.shape[1] - 2 + k : stride] @ weight[:, :, k].T for k in range(3)]
+    torch.testing.assert_close(fused, sum(taps) + bias)
+    assert torch.autograd.gradcheck(lambda v, w: temporal_conv(v, w, bias, stride, repeat, activation), (
+        x[:, :, :1, :1].detach().clone().requires_grad_(), weight.detach().clone().requires_grad_()))
+
+
 def test_a_ratio_runs_only_the_levels_it_needs():
     tok = PhysfmTokeniserModel(PhysfmTokeniserConfig(field_names=["u"], hidden_channels=4, latent_channels=4))
     assert sorted(tok.encoder.latent_heads) == ["1", "2", "3", "4"]  # s in 2..16, t <= s: exit levels 1..4

@@ -3,8 +3,8 @@ the loading, saving and gradient checkpointing both models add to ``PreTrainedMo
 
 Tensors inside the tokeniser keep The Well's layout, ``[batch, time, *space, channels]``. A spatial convolution
 folds time into the batch and runs ``conv2d`` (``conv3d`` in 3-D space) on a channels-last view, which is
-oneDNN's fast path on CPUs and cuDNN's on GPUs; a temporal convolution is one matrix product over the stacked
-taps of past frames. Factorising space and time costs ``k^d + k_t`` instead of ``k^d * k_t`` per channel pair,
+oneDNN's fast path on CPUs and cuDNN's on GPUs; a temporal convolution runs as a ``(k, 1)`` ``conv2d`` on the same
+memory, with every spatial cell one column. Factorising space and time costs ``k^d + k_t`` instead of ``k^d * k_t`` per channel pair,
 and a single frame (``T = 1``) costs no more than a purely spatial autoencoder.
 """
 
@@ -170,59 +170,86 @@ def upsampling_conv(
         .movedim(1, -1).unflatten(0, (batch, frames))
 
 
-class _StackTaps(torch.autograd.Function):
-    """``taps[:, j, ..., k * c : (k + 1) * c] = x[:, frames[k][j]]``: the inputs of a time kernel, stacked along
-    channels for one matrix product.
+def _write_activated(x: torch.Tensor, out: torch.Tensor, activation: str | None) -> None:
+    if activation is None:
+        out.copy_(x)
+    else:
+        _ACTIVATION_KERNELS[activation][0](x, out=out)
 
-    Written by hand because the taps are memory traffic, not FLOPs: frame-by-frame copies write each tap once
-    (``index_select`` + ``cat`` write it twice, after copying a non-contiguous input), and the backward adds frame
-    slabs straight into the input's gradient instead of one ``index_add`` per tap onto zeros.
+
+class _CausalFrames(torch.autograd.Function):
+    """The clip a causal time kernel reads: ``act(x [b, t, ..., c])`` after ``pad`` copies of its first frame, with
+    every later frame repeated ``repeat`` times (the decoder's causal up-sampling), ``[b, pad + 1 + (t - 1) *
+    repeat, ..., c]``.
+
+    Written by hand for the reason :class:`_PadSpace` is: the activation writes straight into the padded clip and
+    each frame is written once; the backward sums each frame's copies (in place, when nothing repeats: the clip
+    feeds one convolution, so its gradient is a fresh tensor no one else reads) and applies the activation's
+    derivative in the same pass.
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, frames: tuple[tuple[int, ...], ...]) -> torch.Tensor:
-        ctx.frames, ctx.n_frames = frames, x.shape[1]
-        taps = x.new_empty(x.shape[0], len(frames[0]), *x.shape[2:-1], len(frames), x.shape[-1])
-        for k, sources in enumerate(frames):
-            for j, frame in enumerate(sources):
-                taps[:, j, ..., k, :].copy_(x[:, frame])
-        return taps.flatten(-2)
+    def forward(ctx, x: torch.Tensor, pad: int, repeat: int, activation: str | None) -> torch.Tensor:
+        ctx.pad, ctx.repeat, ctx.activation = pad, repeat, activation
+        if activation is not None:
+            ctx.save_for_backward(x)
+        frames = x.shape[1]
+        y = x.new_empty(x.shape[0], pad + 1 + (frames - 1) * repeat, *x.shape[2:])
+        if repeat == 1:
+            _write_activated(x, y.narrow(1, pad, frames), activation)
+        else:
+            _write_activated(x[:, :1], y.narrow(1, pad, 1), activation)
+            copies = y.narrow(1, pad + 1, (frames - 1) * repeat).unflatten(1, (frames - 1, repeat))
+            _write_activated(x[:, 1:], copies[:, :, 0], activation)
+            copies[:, :, 1:].copy_(copies[:, :, :1].expand_as(copies[:, :, 1:]))
+        y.narrow(1, 0, pad).copy_(y.narrow(1, pad, 1).expand_as(y.narrow(1, 0, pad)))
+        return y
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: torch.Tensor):
-        grad = grad.unflatten(-1, (len(ctx.frames), -1))
-        grad_x = grad.new_empty(grad.shape[0], ctx.n_frames, *grad.shape[2:-2], grad.shape[-1])
-        written = [False] * ctx.n_frames
-        for k, sources in enumerate(ctx.frames):
-            for j, frame in enumerate(sources):
-                if written[frame]:
-                    grad_x[:, frame].add_(grad[:, j, ..., k, :])
-                else:
-                    grad_x[:, frame].copy_(grad[:, j, ..., k, :])
-                    written[frame] = True
-        for frame in (f for f, w in enumerate(written) if not w):  # frames no tap reads (a stride beyond the kernel)
-            grad_x[:, frame].zero_()
-        return grad_x, None
+        pad, repeat = ctx.pad, ctx.repeat
+        first = grad.narrow(1, 0, pad + 1).sum(1)
+        if repeat == 1:
+            grad_x = grad.narrow(1, pad, grad.shape[1] - pad)
+            grad_x[:, 0] = first
+        else:
+            frames = 1 + (grad.shape[1] - pad - 1) // repeat
+            grad_x = grad.new_empty(grad.shape[0], frames, *grad.shape[2:])
+            grad_x[:, 0] = first
+            torch.sum(grad.narrow(1, pad + 1, (frames - 1) * repeat).unflatten(1, (frames - 1, repeat)), 2,
+                      out=grad_x[:, 1:])
+        if ctx.activation is not None:
+            (x,) = ctx.saved_tensors
+            grad_x = _ACTIVATION_KERNELS[ctx.activation][1](grad_x, x)
+        return grad_x, None, None, None
+
+
+def _time_kernel(clip: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int) -> torch.Tensor:
+    """Valid convolution over the time axis of an already padded ``clip [b, t, ..., c_in]``.
+
+    It runs as a ``(k, 1)`` ``conv2d`` on a channels-last ``[b, c, t, cells]`` view (every spatial cell one column):
+    oneDNN's and cuDNN's convolution kernels read the clip where it lies, where a matrix product would need the
+    ``k`` taps stacked along channels first, and run faster than BLAS does on such skinny products.
+    """
+    frames = clip.flatten(2, -2).permute(0, 3, 1, 2)
+    y = F.conv2d(frames, weight.unsqueeze(-1), bias, stride=(stride, 1))
+    return y.permute(0, 2, 3, 1).unflatten(2, clip.shape[2:-1])
 
 
 def temporal_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int = 1,
-                  repeat: int = 1) -> torch.Tensor:
-    """Causal convolution over the time axis (dim 1) of ``x [b, t, ..., c_in]`` with ``weight [c_out, c_in, k]``.
+                  repeat: int = 1, activation: str | None = None) -> torch.Tensor:
+    """Causal convolution over the time axis (dim 1) of ``act(x) [b, t, ..., c_in]`` with ``weight [c_out, c_in, k]``.
 
     Time is padded on the left only, by repeating the first frame, so output frame ``j`` sees input frames up to
     ``j * stride`` and a single frame behaves as a steady state. ``T = 1 + k * stride`` frames give ``1 + k``.
-    ``repeat`` convolves the causally up-sampled clip ``upsample(x, repeat, 1)`` without building it.
+    ``repeat`` convolves the causally up-sampled clip ``upsample(x, repeat, 1)`` without building it first;
+    ``activation`` (a key of :data:`ACTIVATIONS`) is fused into the padding.
     """
-    kernel = weight.shape[-1]
-    n_frames = (x.shape[1] - 1) * repeat + 1
-    if n_frames == 1:  # every tap sees the first frame: the kernel collapses to one exact matrix
-        return F.linear(x, weight.sum(-1), bias)
-    # Tap k of output frame j reads frame j*stride - (kernel-1) + k of the up-sampled clip, clamped at 0 (the
-    # replicated first frame); that frame is a copy of input frame ceil(index / repeat).
-    starts = range(-(kernel - 1), n_frames - (kernel - 1), stride)
-    frames = tuple(tuple((max(start + k, 0) + repeat - 1) // repeat for start in starts) for k in range(kernel))
-    return F.linear(_StackTaps.apply(x, frames), weight.permute(0, 2, 1).flatten(1), bias)
+    if x.shape[1] == 1:  # every tap sees the first frame: the kernel collapses to one exact matrix
+        return F.linear(ACTIVATIONS[activation](x) if activation else x, weight.sum(-1), bias)
+    clip = _CausalFrames.apply(x, weight.shape[-1] - 1, repeat, activation)
+    return _time_kernel(clip, weight, bias, stride)
 
 
 class TemporalCache:
@@ -265,12 +292,10 @@ class TemporalCache:
         past, seen = self._state.get(key, (None, 0))
         if past is None:  # stream start: the frames before it are copies of its first frame
             past = x[:, :1].expand(-1, kernel - 1, *x.shape[2:])
-        padded = torch.cat([past, x], dim=1)
-        # Outputs sit at stream indices that are multiples of the stride; chunk index i reads padded[i : i + k].
-        starts = range(-seen % stride, x.shape[1], stride)
-        taps = _StackTaps.apply(padded, tuple(tuple(start + k for start in starts) for k in range(kernel)))
-        self._state[key] = (padded[:, padded.shape[1] - (kernel - 1):], seen + x.shape[1])
-        return F.linear(taps, weight.permute(0, 2, 1).flatten(1), bias)
+        clip = torch.cat([past, x], dim=1)
+        self._state[key] = (clip[:, clip.shape[1] - (kernel - 1):], seen + x.shape[1])
+        # Outputs sit at stream indices that are multiples of the stride; the first in this chunk is -seen % stride.
+        return _time_kernel(clip[:, -seen % stride:], weight, bias, stride)
 
 
 def upsample(x: torch.Tensor, factor_time: int, factor_space: int, stream_start: bool = True) -> torch.Tensor:
@@ -330,13 +355,14 @@ class TemporalConv(nn.Module):
         return self.weight[0].numel()
 
     def forward(self, x: torch.Tensor, stride: int = 1, cache: TemporalCache | None = None,
-                repeat: int = 1) -> torch.Tensor:
+                repeat: int = 1, activation: str | None = None) -> torch.Tensor:
         """``repeat`` convolves the causally up-sampled clip (see :func:`temporal_conv`); a cached stream passes
-        its chunk already up-sampled."""
+        its chunk already up-sampled. ``activation`` applies to the input first (fused into the padding)."""
         if cache is None:
-            return temporal_conv(x, self.weight, self.bias, stride, repeat)
+            return temporal_conv(x, self.weight, self.bias, stride, repeat, activation)
         if repeat != 1:
             raise ValueError("TemporalConv: a cached stream passes its chunk already up-sampled (repeat=1).")
+        x = ACTIVATIONS[activation](x) if activation is not None else x
         return cache.temporal_conv(self, x, self.weight, self.bias, stride)
 
 
@@ -357,7 +383,7 @@ class CausalResBlock(GradientCheckpointingLayer):
 
     def forward(self, x: torch.Tensor, periodic: Sequence[bool], cache: TemporalCache | None = None) -> torch.Tensor:
         h = self.conv1(x, periodic, activation=self.activation)
-        h = self.conv_time(ACTIVATIONS[self.activation](h), cache=cache)
+        h = self.conv_time(h, cache=cache, activation=self.activation)
         return x + self.conv2(h, periodic, activation=self.activation)
 
 

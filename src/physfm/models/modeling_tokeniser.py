@@ -1,7 +1,8 @@
 """physfm tokeniser: a MAGVIT-style causal (2+1)-D / (3+1)-D convolutional autoencoder with run-time compression.
 
 Tensors keep The Well's layout ``[batch, time, *space, channels]`` inside as well as at the boundary: spatial
-convolutions see channels-last frames (oneDNN's and cuDNN's fast path), time kernels are matrix products.
+convolutions see channels-last frames and time kernels a channels-last ``[batch, channels, time, cells]`` view of
+the same memory (oneDNN's and cuDNN's fast path).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from transformers.utils import ModelOutput
 from .configuration_tokeniser import PhysfmTokeniserConfig
 from .input_checks import check_field_tensor
 from .layers import (
-    ACTIVATIONS,
     CausalResBlock,
     FieldConv,
     PhysfmModelMixin,
@@ -122,11 +122,11 @@ class PhysfmTokeniserDecoderLevel(nn.Module):
         factor_time, factor_space = factors
         activation = self.activation
         if factor_time > 1:
-            x = ACTIVATIONS[activation](x)
             if cache is None:
-                x = self.upsample_time(x, repeat=factor_time)
+                x = self.upsample_time(x, repeat=factor_time, activation=activation)
             else:
-                x = self.upsample_time(upsample(x, factor_time, 1, stream_start=cache.frames == 0), cache=cache)
+                x = self.upsample_time(upsample(x, factor_time, 1, stream_start=cache.frames == 0), cache=cache,
+                                       activation=activation)
             activation = None
         return self.upsample(x, periodic, upsample=factor_space, activation=activation)
 
