@@ -16,6 +16,9 @@ With ``--dims 3`` the script also measures the peak memory of one training step 
 ``--memory_size``^3 x ``--frames`` clip, each model in a fresh process: peak RSS above the RSS before the step on
 CPU, ``torch.cuda.max_memory_allocated`` on CUDA.
 
+On CPU every model and the matmul peak run with glibc keeping freed memory for the next step, as physfm's trainer
+runs (``--malloc system`` for glibc's defaults, under which each step page-faults its activations in again).
+
     python scripts/benchmark_tokeniser.py            # 2-D defaults: ~2-3 min on 2 CPU cores
     python scripts/benchmark_tokeniser.py --threads 1 --clock cpu   # on a machine shared with other jobs
     python scripts/benchmark_tokeniser.py --dims 3 --threads 1 --clock cpu
@@ -36,6 +39,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from physfm._cli_parsing import Parser
 from physfm.models import PhysfmTokeniserConfig, PhysfmTokeniserModel
+from physfm.training import keep_freed_memory
 
 
 def n_params(model: torch.nn.Module) -> int:
@@ -183,6 +187,11 @@ def build_parser() -> Parser:
     parser.add_argument("--peer", choices=["cogvideox", "plain", "none"], default=None,
                         help="default cogvideox in 2-D, plain in 3-D; none: time physfm alone")
     parser.add_argument(
+        "--malloc", choices=["keep", "system"], default="keep",
+        help="keep: glibc keeps freed memory for the next step, as physfm's trainer has it on CPU "
+        "(physfm.training.keep_freed_memory), for every model and the matmul peak alike; system: glibc's defaults",
+    )
+    parser.add_argument(
         "--clock", choices=["wall", "cpu"], default="wall",
         help="cpu: this process's CPU time, for a shared machine with --threads 1 (other jobs' load then "
         "does not count against either model)",
@@ -206,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.clock == "cpu" and device.type != "cpu":
         parser.error(f"--clock cpu times CPU work; it cannot time --device {args.device}")
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    malloc = "keep freed memory" if args.malloc == "keep" and keep_freed_memory() else "system"
     # Plain fp32 everywhere (cuDNN would otherwise use TF32 for convolutions but not for the matmul peak).
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -241,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         peer = peer.to(device).train()
     axes = "x, y" if args.dims == 2 else "x, y, z"
     print(f"input [batch, time, {axes}, fields] = {tuple(fields.shape)}, compression {spatial}x space, "
-          f"{temporal}x time, device {device}, {torch.get_num_threads()} threads, {args.clock} clock")
+          f"{temporal}x time, device {device}, {torch.get_num_threads()} threads, {args.clock} clock, malloc: {malloc}")
     if args.dims == 3:
         print("CogVideoX          : no 3-D peer (a 2-D video autoencoder); the peer is a plain 3-D conv autoencoder")
     print(f"physfm tokeniser   : {n_params(ours) / 1e6:.2f} M params (default config, {args.dims}-D)")

@@ -6,6 +6,7 @@ import sys
 from . import checkpoint_evaluation
 from .arguments import DataArguments, ModelArguments, TrainingArguments, parse_args
 from .autoencoding import autoencoding_step, fit_autoencoder, ratio_balanced_objective
+from .cpu_memory import keep_freed_memory
 from .trainer import NonFiniteLossError, TrainingResult, train
 
 # `physfm evaluate`'s module was `physfm.training.evaluate`, easy to confuse with `.evaluation`; the old name
@@ -21,6 +22,7 @@ __all__ = [
     "autoencoding_step",
     "ratio_balanced_objective",
     "fit_autoencoder",
+    "keep_freed_memory",
     "parse_args",
     "train",
 ]

@@ -47,6 +47,7 @@ from .checkpointing import (
     resolve_checkpoint,
     save_checkpoint,
 )
+from .cpu_memory import keep_freed_memory
 from .curves import write_learning_curve
 from .evaluation import plot_rollout
 from .sampling import GlobalBatchPlan, rank_micro_batches
@@ -299,6 +300,8 @@ class _Run:
                 f"(or --config_file examples/accelerate/cpu_ddp.yaml)"
             )
         check_mixed_precision(args.mixed_precision, accelerator.device)
+        if args.keep_freed_memory and accelerator.device.type == "cpu":
+            keep_freed_memory()
         if accelerator.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             if args.overwrite_output_dir and checkpoint is None:
