@@ -36,3 +36,17 @@ def test_a_step_reuses_the_memory_the_previous_step_freed():
     if system < 200:
         pytest.skip(f"this glibc already reuses the freed memory ({system} page faults in a step)")
     assert kept < system / 10, (system, kept)
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_the_trainer_keeps_freed_memory_on_cpu_unless_told_not_to(tmp_path, monkeypatch, keep):
+    from test_training_common import TINY_TOKENISER, make_dataset
+
+    from physfm.training import train
+
+    calls = []
+    monkeypatch.setattr("physfm.training.trainer.keep_freed_memory", lambda: calls.append(True) or True)
+    train(stage="tokeniser", data=[make_dataset(tmp_path / "adv")], output_dir=tmp_path / "tok", max_steps=1,
+          eval_steps=0, save_steps=0, spatial_compression=[2, 4], temporal_compression=[1], count_flops=False,
+          disable_tqdm=True, model_config=TINY_TOKENISER, keep_freed_memory=keep)
+    assert calls == ([True] if keep else [])
