@@ -4,8 +4,8 @@ the loading, saving and gradient checkpointing both models add to ``PreTrainedMo
 Tensors inside the tokeniser keep The Well's layout, ``[batch, time, *space, channels]``. A spatial convolution
 folds time into the batch and runs ``conv2d`` (``conv3d`` in 3-D space) on a channels-last view, which is
 oneDNN's fast path on CPUs and cuDNN's on GPUs; a temporal convolution runs as a ``(k, 1)`` ``conv2d`` on the same
-memory, with every spatial cell one column. Factorising space and time costs ``k^d + k_t`` instead of ``k^d * k_t`` per channel pair,
-and a single frame (``T = 1``) costs no more than a purely spatial autoencoder.
+memory, every spatial cell one column. Factorising space and time costs ``k^d + k_t`` instead of ``k^d * k_t`` per
+channel pair, and a single frame (``T = 1``) costs no more than a purely spatial autoencoder.
 """
 
 from __future__ import annotations
@@ -31,6 +31,21 @@ _ACTIVATION_KERNELS = {
 }
 
 
+def _write_activated(x: torch.Tensor, out: torch.Tensor, activation: str | None) -> None:
+    if activation is None:
+        out.copy_(x)
+    else:
+        _ACTIVATION_KERNELS[activation][0](x, out=out)
+
+
+def _through_activation(ctx, grad: torch.Tensor) -> torch.Tensor:
+    """``grad`` times the derivative of ``ctx.activation`` at the input the forward saved (if it had one)."""
+    if ctx.activation is None:
+        return grad
+    (x,) = ctx.saved_tensors
+    return _ACTIVATION_KERNELS[ctx.activation][1](grad, x)
+
+
 class _PadSpace(torch.autograd.Function):
     """Halo padding of ``act(x) [n, *space, c]``: wrap on periodic axes, repeat the edge elsewhere.
 
@@ -54,10 +69,7 @@ class _PadSpace(torch.autograd.Function):
         centre = y
         for axis in range(len(periodic)):
             centre = centre.narrow(1 + axis, pad, x.shape[1 + axis])
-        if activation is None:
-            centre.copy_(x)
-        else:
-            _ACTIVATION_KERNELS[activation][0](x, out=centre)
+        _write_activated(x, centre, activation)
         for axis, circular in enumerate(periodic):  # later axes copy whole slabs, so corners come out right
             dim, n = 1 + axis, x.shape[1 + axis]
             left, right = y.narrow(dim, 0, pad), y.narrow(dim, pad + n, pad)
@@ -86,10 +98,7 @@ class _PadSpace(torch.autograd.Function):
                 grad.narrow(dim, pad, 1).add_(left.sum(dim, keepdim=True))
                 grad.narrow(dim, pad + n - 1, 1).add_(right.sum(dim, keepdim=True))
             grad = grad.narrow(dim, pad, n)
-        if ctx.activation is not None:
-            (x,) = ctx.saved_tensors
-            grad = _ACTIVATION_KERNELS[ctx.activation][1](grad, x)
-        return grad, None, None, None, None
+        return _through_activation(ctx, grad), None, None, None, None
 
 
 def pad_space(x: torch.Tensor, pad: int, periodic: Sequence[bool], activation: str | None = None,
@@ -170,13 +179,6 @@ def upsampling_conv(
         .movedim(1, -1).unflatten(0, (batch, frames))
 
 
-def _write_activated(x: torch.Tensor, out: torch.Tensor, activation: str | None) -> None:
-    if activation is None:
-        out.copy_(x)
-    else:
-        _ACTIVATION_KERNELS[activation][0](x, out=out)
-
-
 class _CausalFrames(torch.autograd.Function):
     """The clip a causal time kernel reads: ``act(x [b, t, ..., c])`` after ``pad`` copies of its first frame, with
     every later frame repeated ``repeat`` times (the decoder's causal up-sampling), ``[b, pad + 1 + (t - 1) *
@@ -219,10 +221,7 @@ class _CausalFrames(torch.autograd.Function):
             grad_x[:, 0] = first
             torch.sum(grad.narrow(1, pad + 1, (frames - 1) * repeat).unflatten(1, (frames - 1, repeat)), 2,
                       out=grad_x[:, 1:])
-        if ctx.activation is not None:
-            (x,) = ctx.saved_tensors
-            grad_x = _ACTIVATION_KERNELS[ctx.activation][1](grad_x, x)
-        return grad_x, None, None, None
+        return _through_activation(ctx, grad_x), None, None, None
 
 
 def _time_kernel(clip: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int) -> torch.Tensor:
